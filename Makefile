@@ -1,0 +1,83 @@
+# mlv-spark: every target bootstraps what it needs (idempotent, cached under .cache/ and .venv/).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+CATALOG_JAR := .cache/jars/mlv-lakefs-iceberg-0.1.0.jar
+CATALOG_SRC := $(shell find java/lakefs-iceberg-catalog/src java/lakefs-iceberg-catalog/pom.xml -type f 2>/dev/null)
+ICEBERG_VERSION = $(shell $(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["iceberg-version"])')
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap venv jars lakefs catalog-jar services-up services-down services-status \
+        test unit integration demo bench-splits bench-pit lock clean distclean
+
+help:
+	@echo "make demo            run the end-to-end demo on the embedded local stack"
+	@echo "make test            the whole test suite (starts lakeFS + MLflow itself when not up)"
+	@echo "make unit            unit tests only (no services)"
+	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog jar (all cached)"
+	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
+	@echo "make bench-splits    split benchmark;  make bench-pit  point-in-time join benchmark"
+
+bootstrap: venv jars lakefs catalog-jar
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: Python 3.11 is required, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "venv: installing pinned Python dependencies into $(VENV)"
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+jars: venv
+	@$(PY) scripts/fetch_jars.py pyproject.toml .cache/jars
+
+lakefs: venv
+	@bash scripts/build_lakefs.sh
+
+catalog-jar: $(CATALOG_JAR)
+$(CATALOG_JAR): $(CATALOG_SRC) | venv
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to build java/lakefs-iceberg-catalog" >&2; exit 1; }
+	@echo "catalog-jar: building java/lakefs-iceberg-catalog (Iceberg $(ICEBERG_VERSION))"
+	@mvn -B -q -f java/lakefs-iceberg-catalog/pom.xml -Dmaven.repo.local=$(CURDIR)/.cache/m2 \
+		-Diceberg.version=$(ICEBERG_VERSION) -DskipTests package
+	@mkdir -p .cache/jars && cp java/lakefs-iceberg-catalog/target/mlv-lakefs-iceberg-0.1.0.jar $@
+
+services-up: bootstrap
+	@$(PY) -m mlv_spark.services up
+
+services-down:
+	@test -x $(PY) && $(PY) -m mlv_spark.services down || true
+
+services-status: venv
+	@$(PY) -m mlv_spark.services status
+
+unit: venv
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: bootstrap
+	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+
+test: bootstrap
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+demo: services-up
+	@./spark-submit.sh jobs/demo.py
+
+bench-splits: bootstrap
+	$(PY) bench/bench_splits.py
+
+bench-pit: bootstrap
+	$(PY) bench/bench_pit.py
+
+lock: venv
+	@$(PY) -m pip install -q -e ".[dev]"
+	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf .run build *.egg-info java/lakefs-iceberg-catalog/target
+
+distclean: services-down clean
+	rm -rf $(VENV) .cache

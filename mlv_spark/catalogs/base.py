@@ -1,0 +1,122 @@
+"""The catalog plugin interface and the table reference it hands out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Mapping
+
+from pyspark.sql import DataFrame, SparkSession
+
+from mlv_spark.config import Settings
+from mlv_spark.errors import CatalogError
+
+WriteMode = Literal["create", "overwrite", "append"]
+
+
+def quote(part: str) -> str:
+    """Backtick-quote one identifier part (refs like `exp-1` or commit ids need it)."""
+    return "`" + part.replace("`", "``") + "`"
+
+
+def split_table_name(name: str) -> tuple[str, str]:
+    """`namespace.table` (namespace may be dotted) -> (namespace, table)."""
+    parts = [p for p in name.split(".")]
+    if len(parts) < 2 or not all(parts):
+        raise CatalogError(f"table name {name!r} must be '<namespace>.<table>', e.g. 'ml_datasets.splits'")
+    return ".".join(parts[:-1]), parts[-1]
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """Where one table lives at one ref: a Spark identifier, a path, or both."""
+
+    catalog: str
+    namespace: str
+    table: str
+    ref: str | None
+    format: str
+    identifier: str | None = None
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.namespace}.{self.table}"
+
+    def describe(self) -> str:
+        at = f"@{self.ref}" if self.ref else ""
+        return f"{self.catalog}:{self.name}{at} ({self.identifier or self.path})"
+
+
+class Catalog(ABC):
+    """One configured catalog. Subclasses set `type_name` and implement the hooks."""
+
+    type_name: ClassVar[str]
+    format: ClassVar[str]
+    versioned: ClassVar[bool] = True  # whether tables live at lakeFS refs
+
+    def __init__(self, name: str, properties: Mapping[str, str], settings: Settings):
+        self.name = name
+        self.properties = dict(properties)
+        self.settings = settings
+
+    def for_repository(self, repository: str) -> "Catalog":
+        """This catalog bound to another lakeFS repository (a distinct Spark catalog name when
+        the plugin registers one, since Spark caches a catalog's settings by name)."""
+        if not self.versioned:
+            raise CatalogError(f"catalog {self.name!r} ({self.type_name}) is not on lakeFS")
+        suffix = "".join(c if c.isalnum() else "_" for c in repository)
+        name = self.name if repository == self.properties.get("repository") else f"{self.name}__{suffix}"
+        return type(self)(name, {**self.properties, "repository": repository}, self.settings)
+
+    def activate(self, spark: SparkSession) -> "Catalog":
+        """Register this catalog's (runtime) settings in an existing session."""
+        for key, value in self.spark_conf().items():
+            if key.startswith("spark.sql.catalog.") and key != "spark.sql.catalog.spark_catalog":
+                spark.conf.set(key, value)
+        return self
+
+    @abstractmethod
+    def spark_conf(self) -> dict[str, str]:
+        """Spark settings that make this catalog usable in a session."""
+
+    @abstractmethod
+    def packages(self) -> list[str]:
+        """Maven coordinates the catalog needs on the classpath (for --packages on a cluster)."""
+
+    @abstractmethod
+    def table(self, name: str, ref: str | None = None) -> TableRef:
+        """The reference of table `namespace.table` at lakeFS `ref`."""
+
+    def _check_ref(self, ref: str | None) -> None:
+        if self.versioned and not ref:
+            raise CatalogError(f"catalog {self.name!r} ({self.type_name}) needs a lakeFS ref for every table")
+        if not self.versioned and ref:
+            raise CatalogError(f"catalog {self.name!r} ({self.type_name}) is not on lakeFS; got ref {ref!r}")
+
+    def read(self, spark: SparkSession, table: TableRef) -> DataFrame:
+        if table.identifier:
+            return spark.table(table.identifier)
+        return spark.read.format(table.format).load(table.path)
+
+    def write(self, df: DataFrame, table: TableRef, mode: WriteMode = "create") -> None:
+        """Write `df` as the table: create (fails if it exists), overwrite or append."""
+        if table.identifier:
+            writer = df.writeTo(table.identifier).using(table.format)
+            if mode == "create":
+                writer.create()
+            elif mode == "overwrite":
+                writer.createOrReplace()
+            else:
+                writer.append()
+            return
+        spark_mode = {"create": "errorifexists", "overwrite": "overwrite", "append": "append"}[mode]
+        df.write.format(table.format).mode(spark_mode).save(table.path)
+
+    def exists(self, spark: SparkSession, table: TableRef) -> bool:
+        if table.identifier:
+            return bool(spark.catalog.tableExists(table.identifier))
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        path = jvm.org.apache.hadoop.fs.Path(table.path)
+        fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+        return bool(fs.exists(jvm.org.apache.hadoop.fs.Path(f"{table.path}/_delta_log")))

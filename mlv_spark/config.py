@@ -1,0 +1,189 @@
+"""Typed settings from a profile in conf/ plus MLV_* environment variables.
+
+A profile is a TOML file `conf/<profile>.toml`. Any scalar `[section] key` can be overridden
+by the environment variable `MLV_<SECTION>_<KEY>` (upper case), e.g. `MLV_LAKEFS_ENDPOINT`.
+Secrets (lakeFS keys) are read from the environment or the profile, never from argv, and are
+kept out of `repr()` so they cannot end up in logs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlv_spark.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PROFILE = "local"
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str
+    jars: str  # "local" (load the bootstrap jar cache) or "provided" (cluster supplies them)
+    conf: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LakeFSSettings:
+    endpoint: str
+    repository: str
+    storage_namespace: str
+    default_branch: str
+    experiment_prefix: str
+    access_key_id: str = field(default="", repr=False)
+    secret_access_key: str = field(default="", repr=False)
+
+    def require_credentials(self) -> tuple[str, str]:
+        """The key pair, or a ConfigError saying where to put it."""
+        if not self.access_key_id or not self.secret_access_key:
+            raise ConfigError(
+                "lakeFS credentials are not set: export MLV_LAKEFS_ACCESS_KEY_ID and "
+                "MLV_LAKEFS_SECRET_ACCESS_KEY (credentials are never taken from the command line)"
+            )
+        return self.access_key_id, self.secret_access_key
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    run_dir: Path
+    lakefs_port: int
+    mlflow_port: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    root: Path
+    spark: SparkSettings
+    lakefs: LakeFSSettings
+    mlflow: MlflowSettings
+    services: ServiceSettings
+    catalogs: Mapping[str, Mapping[str, str]]
+
+    @property
+    def jar_dir(self) -> Path:
+        return Path(os.environ.get("MLV_JAR_DIR", self.root / ".cache" / "jars"))
+
+
+def _conf_dir(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    for candidate in (explicit, env.get("MLV_CONF_DIR"), PACKAGE_ROOT / "conf", Path.cwd() / "conf", Path.cwd()):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate).resolve()
+    raise ConfigError("no conf/ directory found: set MLV_CONF_DIR to the folder holding <profile>.toml")
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in list(values.items()):
+            name = f"MLV_{section}_{key}".upper()
+            if name in env and not isinstance(value, dict):
+                values[key] = env[name]
+    lakefs = raw.setdefault("lakefs", {})
+    for key in ("access_key_id", "secret_access_key"):
+        name = f"MLV_LAKEFS_{key}".upper()
+        if name in env:
+            lakefs[key] = env[name]
+
+
+def _section(raw: Mapping[str, Any], name: str, profile_path: Path) -> dict[str, Any]:
+    section = raw.get(name)
+    if not isinstance(section, dict):
+        raise ConfigError(f"profile {profile_path} has no [{name}] section")
+    return section
+
+
+def _get(section: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in section:
+        raise ConfigError(f"missing setting {where}.{key}")
+    return section[key]
+
+
+def load_settings(
+    profile: str | None = None,
+    conf_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read `conf/<profile>.toml` (profile from the argument, MLV_PROFILE, or 'local')."""
+    env = os.environ if env is None else env
+    profile = profile or env.get("MLV_PROFILE") or DEFAULT_PROFILE
+    directory = _conf_dir(conf_dir, env)
+    path = directory / f"{profile}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in directory.glob("*.toml"))
+        raise ConfigError(f"unknown profile {profile!r}: no {path}; known profiles: {', '.join(known)}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"profile {path} is not valid TOML: {exc}") from exc
+    _apply_env(raw, env)
+    root = directory.parent
+
+    def local_path(value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else root / p
+
+    services_raw = raw.get("services", {})
+    services = ServiceSettings(
+        run_dir=local_path(str(services_raw.get("run_dir", ".run"))),
+        lakefs_port=int(services_raw.get("lakefs_port", 28000)),
+        mlflow_port=int(services_raw.get("mlflow_port", 25000)),
+    )
+    ports = {"lakefs_port": services.lakefs_port, "mlflow_port": services.mlflow_port}
+
+    spark_raw = _section(raw, "spark", path)
+    spark = SparkSettings(
+        master=str(spark_raw.get("master", "")),
+        jars=str(spark_raw.get("jars", "local")),
+        conf={str(k): str(v) for k, v in spark_raw.get("conf", {}).items()},
+    )
+    if spark.jars not in ("local", "provided"):
+        raise ConfigError(f"spark.jars must be 'local' or 'provided', got {spark.jars!r}")
+
+    lk = _section(raw, "lakefs", path)
+    repository = str(_get(lk, "repository", "lakefs"))
+    lakefs = LakeFSSettings(
+        endpoint=str(_get(lk, "endpoint", "lakefs")).format(**ports).rstrip("/"),
+        repository=repository,
+        storage_namespace=str(_get(lk, "storage_namespace", "lakefs")),  # "{repository}" filled per repo
+        default_branch=str(lk.get("default_branch", "main")),
+        experiment_prefix=str(lk.get("experiment_prefix", "exp-")),
+        access_key_id=str(lk.get("access_key_id", "")),
+        secret_access_key=str(lk.get("secret_access_key", "")),
+    )
+
+    ml = _section(raw, "mlflow", path)
+    tracking_uri = str(_get(ml, "tracking_uri", "mlflow")).format(**ports)
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        tracking_uri = "sqlite:///" + str(local_path(tracking_uri[len("sqlite:///"):]))
+    mlflow = MlflowSettings(tracking_uri=tracking_uri, experiment=str(ml.get("experiment", "mlv-spark")))
+
+    catalogs: dict[str, dict[str, str]] = {}
+    for name, props in raw.get("catalogs", {}).items():
+        if not isinstance(props, dict) or "type" not in props:
+            raise ConfigError(f"catalog {name!r} in {path} needs a 'type'")
+        resolved = {str(k): str(v) for k, v in props.items()}
+        if "warehouse" in resolved and "://" not in resolved["warehouse"]:
+            resolved["warehouse"] = str(local_path(resolved["warehouse"]))
+        catalogs[str(name)] = resolved
+
+    return Settings(
+        profile=profile,
+        root=root,
+        spark=spark,
+        lakefs=lakefs,
+        mlflow=mlflow,
+        services=services,
+        catalogs=catalogs,
+    )

@@ -1,0 +1,66 @@
+"""The JVM side: pinned Maven packages (from pyproject.toml) and the local jar cache."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+from mlv_spark.config import PACKAGE_ROOT, Settings
+from mlv_spark.errors import ConfigError, ServiceUnavailableError
+
+CATALOG_JAR = "mlv-lakefs-iceberg-0.1.0.jar"
+_PACKAGE_KEYS = {"iceberg": "iceberg-spark-runtime", "delta": "delta-spark", "hadoop-aws": "hadoop-aws"}
+
+
+@lru_cache(maxsize=1)
+def pins(root: Path = PACKAGE_ROOT) -> dict:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: the pinned versions live there (ship it with the job or use --packages)")
+    return tomllib.loads(path.read_text())["tool"]["mlv-spark"]
+
+
+def maven_packages(*names: str) -> list[str]:
+    """Pinned coordinates for the named components (`iceberg`, `delta`, `hadoop-aws`); all when none named."""
+    packages = pins()["jvm"]["packages"]
+    if not names:
+        return list(packages)
+    wanted = [_PACKAGE_KEYS[n] for n in names]
+    return [p for p in packages if any(p.split(":")[1].startswith(w) for w in wanted)]
+
+
+def jar_file_name(coordinate: str) -> str:
+    _, artifact, version = coordinate.split(":")
+    return f"{artifact}-{version}.jar"
+
+
+def local_jars(settings: Settings) -> list[Path]:
+    """Every jar a local session needs, from the bootstrap cache; a clear error when one is missing."""
+    directory = settings.jar_dir
+    names = [jar_file_name(c) for c in pins()["jvm"]["jars"]] + [CATALOG_JAR]
+    jars = [directory / name for name in names]
+    missing = [j.name for j in jars if not j.is_file()]
+    if missing:
+        raise ServiceUnavailableError(
+            f"jars missing from {directory}: {', '.join(missing)}; run `make bootstrap` to fetch and build them"
+        )
+    return jars
+
+
+def main(argv: list[str]) -> int:
+    from mlv_spark.config import load_settings
+
+    if argv[:1] == ["packages"]:
+        print(",".join(maven_packages()))
+    elif argv[:1] == ["jars"]:
+        print(",".join(str(j) for j in local_jars(load_settings())))
+    else:
+        print("usage: python -m mlv_spark.jvm packages|jars", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,217 @@
+"""Start, health-check and stop the local lakeFS and MLflow servers (local profile and tests).
+
+lakeFS runs from the binary built by `make bootstrap` with a local metadata store and local
+block storage under the run directory; its admin credentials come from the settings and are
+handed over through the environment, never argv. MLflow runs `mlflow server` with a sqlite
+backend and a local artifact root. Both listen on loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlv_spark.config import Settings, load_settings
+from mlv_spark.errors import ServiceUnavailableError
+from mlv_spark.log import get_logger
+
+log = get_logger(__name__)
+
+
+def lakefs_version(root: Path) -> str:
+    pyproject = root / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["tool"]["mlv-spark"]["lakefs-version"]
+
+
+def lakefs_binary(settings: Settings) -> Path:
+    override = os.environ.get("MLV_LAKEFS_BINARY")
+    binary = Path(override) if override else settings.root / ".cache" / "bin" / f"lakefs-{lakefs_version(settings.root)}"
+    if not binary.is_file():
+        raise ServiceUnavailableError(f"lakeFS binary not found at {binary}: run `make bootstrap` to build it")
+    return binary
+
+
+def free_port() -> int:
+    """An unused loopback port (for test sessions that must not collide)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_until(check, what: str, timeout: float, log_file: Path | None, proc: subprocess.Popen | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    tail = ""
+    if log_file is not None and log_file.exists():
+        tail = "\n" + "\n".join(log_file.read_text(errors="replace").splitlines()[-20:])
+    raise ServiceUnavailableError(f"{what} did not become healthy within {timeout:.0f}s{tail}")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    lakefs: str
+    mlflow: str
+
+
+class LocalServices:
+    """The embedded lakeFS + MLflow pair described by a settings object's [services] section."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.run_dir = settings.services.run_dir
+        self.lakefs_url = f"http://127.0.0.1:{settings.services.lakefs_port}"
+        self.mlflow_url = f"http://127.0.0.1:{settings.services.mlflow_port}"
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(lakefs=self.lakefs_url, mlflow=self.mlflow_url)
+
+    def lakefs_healthy(self) -> bool:
+        return http_ok(f"{self.lakefs_url}/_health")
+
+    def mlflow_healthy(self) -> bool:
+        return http_ok(f"{self.mlflow_url}/health")
+
+    def up(self) -> Endpoints:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._start_lakefs()
+        self._start_mlflow()
+        return self.endpoints
+
+    def down(self) -> None:
+        for name in ("mlflow", "lakefs"):
+            pid_file = self.run_dir / f"{name}.pid"
+            if not pid_file.exists():
+                continue
+            pid = int(pid_file.read_text().strip())
+            try:
+                os.killpg(pid, signal.SIGTERM)
+                for _ in range(50):
+                    os.killpg(pid, 0)
+                    time.sleep(0.1)
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            pid_file.unlink(missing_ok=True)
+            log.info("services: stopped %s (pid %d)", name, pid)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log_file = self.run_dir / f"{name}.log"
+        handle = open(log_file, "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen(
+            argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=self.run_dir, start_new_session=True,
+        )
+        (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
+        return proc
+
+    def _start_lakefs(self) -> None:
+        if self.lakefs_healthy():
+            log.info("services: lakeFS already up at %s", self.lakefs_url)
+            return
+        binary = lakefs_binary(self.settings)
+        home = self.run_dir / "lakefs"
+        home.mkdir(parents=True, exist_ok=True)
+        secret_file = home / "encrypt.key"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_hex(32))
+            secret_file.chmod(0o600)
+        config = home / "config.yaml"
+        config.write_text(
+            "\n".join([
+                f'listen_address: "127.0.0.1:{self.settings.services.lakefs_port}"',
+                "logging:",
+                "  format: text",
+                "  level: WARN",
+                "database:",
+                "  type: local",
+                "  local:",
+                f'    path: "{home / "metadata"}"',
+                "blockstore:",
+                "  type: local",
+                "  local:",
+                f'    path: "{home / "data"}"',
+                "stats:",
+                "  enabled: false",
+                "usage_report:",
+                "  enabled: false",
+                "",
+            ])
+        )
+        key_id, secret = self.settings.lakefs.require_credentials()
+        env = dict(os.environ)
+        env.update({
+            "LAKEFS_AUTH_ENCRYPT_SECRET_KEY": secret_file.read_text().strip(),
+            "LAKEFS_INSTALLATION_USER_NAME": "admin",
+            "LAKEFS_INSTALLATION_ACCESS_KEY_ID": key_id,
+            "LAKEFS_INSTALLATION_SECRET_ACCESS_KEY": secret,
+        })
+        started = time.monotonic()
+        proc = self._spawn("lakefs", [str(binary), "run", "--config", str(config)], env)
+        wait_until(self.lakefs_healthy, f"lakeFS at {self.lakefs_url}", 60, self.run_dir / "lakefs.log", proc)
+        log.info("services: lakeFS up at %s in %.1fs (data in %s)", self.lakefs_url, time.monotonic() - started, home)
+
+    def _start_mlflow(self) -> None:
+        if self.mlflow_healthy():
+            log.info("services: MLflow already up at %s", self.mlflow_url)
+            return
+        home = self.run_dir / "mlflow-server"
+        (home / "artifacts").mkdir(parents=True, exist_ok=True)
+        mlflow_cli = Path(sys.executable).with_name("mlflow")
+        argv = [
+            str(mlflow_cli), "server",
+            "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+            "--artifacts-destination", str(home / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(self.settings.services.mlflow_port),
+            "--workers", "1",
+        ]
+        started = time.monotonic()
+        proc = self._spawn("mlflow", argv, dict(os.environ))
+        wait_until(self.mlflow_healthy, f"MLflow at {self.mlflow_url}", 120, self.run_dir / "mlflow.log", proc)
+        log.info("services: MLflow up at %s in %.1fs (store in %s)", self.mlflow_url, time.monotonic() - started, home)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlv_spark.services", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--profile", default=None, help="settings profile (default: MLV_PROFILE or local)")
+    args = parser.parse_args(argv)
+    services = LocalServices(load_settings(args.profile))
+    if args.action == "up":
+        endpoints = services.up()
+        print(f"lakeFS  {endpoints.lakefs}   (S3 gateway: same address; data under {services.run_dir / 'lakefs'})")
+        print(f"MLflow  {endpoints.mlflow}")
+    elif args.action == "down":
+        services.down()
+    else:
+        print(f"lakeFS  {services.lakefs_url}  {'up' if services.lakefs_healthy() else 'down'}")
+        print(f"MLflow  {services.mlflow_url}  {'up' if services.mlflow_healthy() else 'down'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Read and write catalog tables at lakeFS refs, with the ref checked before Spark runs.
+
+Reads resolve the ref first (a missing ref is a RefNotFoundError, not a Spark stack trace);
+writes insist on a branch (tags and commits are immutable).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+
+from mlv_spark.catalogs import Catalog, TableRef
+from mlv_spark.catalogs.base import WriteMode
+from mlv_spark.errors import CatalogError
+from mlv_spark.lakefs import LakeFS
+from mlv_spark.log import get_logger
+
+log = get_logger(__name__)
+
+
+class Tables:
+    """Tables of one catalog in one lakeFS repository."""
+
+    def __init__(self, spark: SparkSession, catalog: Catalog, lakefs: LakeFS | None):
+        if catalog.versioned and lakefs is None:
+            raise CatalogError(f"catalog {catalog.name!r} lives on lakeFS and needs a lakeFS client")
+        self.spark = spark
+        self.catalog = catalog
+        self.lakefs = lakefs
+
+    def ref(self, name: str, ref: str | None) -> TableRef:
+        return self.catalog.table(name, ref)
+
+    def read(self, name: str, ref: str | None = None) -> DataFrame:
+        """Table `name` as of `ref` (branch, tag or commit id)."""
+        if self.catalog.versioned and self.lakefs is not None:
+            self.lakefs.resolve(ref or "")
+        table = self.catalog.table(name, ref)
+        if not self.catalog.exists(self.spark, table):
+            raise CatalogError(f"table {table.describe()} does not exist")
+        return self.catalog.read(self.spark, table)
+
+    def exists(self, name: str, ref: str | None = None) -> bool:
+        if self.catalog.versioned and self.lakefs is not None:
+            self.lakefs.resolve(ref or "")
+        return self.catalog.exists(self.spark, self.catalog.table(name, ref))
+
+    def write(self, df: DataFrame, name: str, branch: str | None = None, mode: WriteMode = "create") -> TableRef:
+        """Write `df` as table `name` on `branch` (create / overwrite / append)."""
+        if self.catalog.versioned and self.lakefs is not None:
+            self.lakefs.require_branch(branch or "")
+        table = self.catalog.table(name, branch)
+        self.catalog.write(df, table, mode)
+        log.info("tables: wrote %s (%s)", table.describe(), mode)
+        return table

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Submit an mlv-spark job.
+#
+#   ./spark-submit.sh [--profile NAME] [spark-submit options…] jobs/<job>.py [job arguments…]
+#
+# local profile (default): uses the project's venv and the jar cache from `make bootstrap`.
+# cluster profiles (emr, databricks, …: `jars = "provided"`): zips mlv_spark for --py-files,
+# ships conf/<profile>.toml with --files and passes the pinned Maven packages with --packages
+# plus the catalog jar. Credentials come from MLV_* environment variables, never arguments.
+set -euo pipefail
+root="$(cd "$(dirname "$0")" && pwd)"
+profile="${MLV_PROFILE:-local}"
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --profile=*) profile="${1#--profile=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[ ${#args[@]} -gt 0 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
+export MLV_PROFILE="$profile"
+
+py="$root/.venv/bin/python"
+[ -x "$py" ] || py="$(command -v python3)"
+jars_mode="$("$py" -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["spark"].get("jars","local"))' "$root/conf/$profile.toml")"
+submit="${SPARK_SUBMIT:-}"
+if [ -z "$submit" ]; then
+  if [ -x "$root/.venv/bin/spark-submit" ]; then submit="$root/.venv/bin/spark-submit"; else submit="spark-submit"; fi
+fi
+
+opts=(--name "mlv-spark:$(basename "${args[-1]:-job}")")
+if [ "$jars_mode" = "local" ]; then
+  classpath="$(cd "$root" && "$py" -c 'from mlv_spark.config import load_settings; from mlv_spark.jvm import local_jars; print(":".join(map(str, local_jars(load_settings()))))')"
+  export PYSPARK_PYTHON="$py" PYSPARK_DRIVER_PYTHON="$py"
+  opts+=(--driver-class-path "$classpath" --conf "spark.executor.extraClassPath=$classpath")
+else
+  mkdir -p "$root/build"
+  (cd "$root" && rm -f build/mlv_spark.zip && zip -qr build/mlv_spark.zip mlv_spark -x '*__pycache__*')
+  packages="$(cd "$root" && "$py" -m mlv_spark.jvm packages)"
+  catalog_jar="$root/.cache/jars/mlv-lakefs-iceberg-0.1.0.jar"
+  [ -f "$catalog_jar" ] || { echo "error: $catalog_jar missing: run 'make catalog-jar'" >&2; exit 1; }
+  opts+=(--packages "$packages" --jars "$catalog_jar" --py-files "$root/build/mlv_spark.zip"
+         --files "$root/conf/$profile.toml,$root/pyproject.toml")
+fi
+cd "$root"
+exec "$submit" "${opts[@]}" "${args[@]}"

@@ -1,0 +1,103 @@
+"""Branch isolation, merge, branch deletion and immutable tags for Iceberg and Delta tables
+on a real lakeFS server, written and read by Spark through lakeFS's S3 gateway."""
+
+from __future__ import annotations
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+
+from mlv_spark.catalogs import load_catalog
+from mlv_spark.errors import MergeConflictError, RefNotFoundError, RefNotWritableError
+from mlv_spark.lakefs import LakeFS
+from mlv_spark.tables import Tables
+
+pytestmark = pytest.mark.integration
+TABLE = "features.users"
+
+
+def rows(spark: SparkSession, *pairs: tuple[int, str]) -> DataFrame:
+    return spark.createDataFrame(list(pairs), "user_id long, segment string")
+
+
+def assert_rows(actual: DataFrame, expected: DataFrame) -> None:
+    assert_df_equality(actual.orderBy("user_id"), expected.orderBy("user_id"), ignore_nullable=True)
+
+
+@pytest.fixture(params=["lakefs", "delta"], ids=["iceberg", "delta"])
+def tables(request, spark, settings, lakefs_repo: LakeFS) -> Tables:
+    catalog = load_catalog(request.param, settings).for_repository(lakefs_repo.repository).activate(spark)
+    return Tables(spark, catalog, lakefs_repo)
+
+
+def test_branch_merge_delete_and_tag_keep_every_ref_readable(spark, tables: Tables):
+    lk = tables.lakefs
+    v1 = rows(spark, (1, "a"), (2, "b"))
+    tables.write(v1, TABLE, "main")
+    lk.commit("main", "v1")
+
+    branch = lk.experiment_branch("experiments/new-segments")
+    assert branch == "exp-new-segments"
+    lk.create_branch(branch, "main")
+    v2 = rows(spark, (1, "a"), (2, "c"), (3, "d"))
+    tables.write(v2, TABLE, branch, mode="overwrite")
+
+    # Isolation: main reads the old rows and nothing was written through main's path.
+    assert_rows(tables.read(TABLE, "main"), v1)
+    assert lk.uncommitted("main") == []
+    assert lk.uncommitted(branch) != []
+    lk.commit(branch, "v2 on the experiment")
+
+    merged = lk.merge(branch, "main")
+    assert_rows(tables.read(TABLE, "main"), v2)
+
+    # No metadata may point at the branch: main still reads every row once it is gone.
+    lk.delete_branch(branch)
+    assert not lk.branch_exists(branch)
+    assert_rows(tables.read(TABLE, "main"), v2)
+
+    # Tags and commit ids are immutable views of that state, after main moves on.
+    assert lk.tag("users-v2", merged) == merged
+    v3 = rows(spark, (4, "e"))
+    tables.write(v3, TABLE, "main", mode="append")
+    lk.commit("main", "v3")
+    assert_rows(tables.read(TABLE, "main"), v2.unionByName(v3))
+    assert_rows(tables.read(TABLE, "users-v2"), v2)
+    assert_rows(tables.read(TABLE, merged), v2)
+
+
+def test_reading_at_a_missing_ref_is_a_clear_error(spark, tables: Tables):
+    before = tables.lakefs.resolve("main")
+    with pytest.raises(RefNotFoundError, match="no-such-branch"):
+        tables.read(TABLE, "no-such-branch")
+    assert tables.lakefs.resolve("main") == before
+
+
+def test_writing_at_a_tag_is_refused_and_changes_nothing(spark, tables: Tables):
+    lk = tables.lakefs
+    tables.write(rows(spark, (1, "a")), TABLE, "main")
+    commit = lk.commit("main", "v1")
+    lk.tag("frozen", "main")
+    with pytest.raises(RefNotWritableError, match="frozen.*tag"):
+        tables.write(rows(spark, (9, "z")), TABLE, "frozen", mode="overwrite")
+    with pytest.raises(RefNotWritableError, match="commit"):
+        tables.write(rows(spark, (9, "z")), TABLE, commit, mode="overwrite")
+    assert lk.resolve("frozen") == commit
+    assert lk.uncommitted("main") == []
+    assert_rows(tables.read(TABLE, "frozen"), rows(spark, (1, "a")))
+
+
+def test_merge_conflict_is_a_clear_error_and_leaves_main_unchanged(spark, tables: Tables):
+    lk = tables.lakefs
+    tables.write(rows(spark, (1, "a")), TABLE, "main")
+    lk.commit("main", "v1")
+    lk.create_branch("exp-left", "main")
+    tables.write(rows(spark, (2, "left")), TABLE, "exp-left", mode="append")
+    lk.commit("exp-left", "left change")
+    tables.write(rows(spark, (3, "main")), TABLE, "main", mode="append")
+    main_head = lk.commit("main", "concurrent change on main")
+
+    with pytest.raises(MergeConflictError, match="exp-left.*main is unchanged"):
+        lk.merge("exp-left", "main")
+    assert lk.resolve("main") == main_head
+    assert_rows(tables.read(TABLE, "main"), rows(spark, (1, "a"), (3, "main")))
