@@ -1,0 +1,114 @@
+"""Pure parts of the foundation: settings, catalog plugins, lakeFS name rules, session conf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlv_spark.catalogs import CATALOG_TYPES, load_catalog
+from mlv_spark.config import load_settings
+from mlv_spark.errors import CatalogError, ConfigError, InvalidRefNameError
+from mlv_spark.lakefs import validate_branch_name, validate_tag_name
+from mlv_spark.session import lakefs_s3a_conf
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_local_profile_loads_with_env_overrides():
+    env = {"MLV_LAKEFS_REPOSITORY": "other-repo", "MLV_SERVICES_LAKEFS_PORT": "29999"}
+    settings = load_settings("local", conf_dir=REPO / "conf", env=env)
+    assert settings.lakefs.repository == "other-repo"
+    assert settings.lakefs.endpoint == "http://127.0.0.1:29999"
+    assert settings.mlflow.tracking_uri == f"sqlite:///{REPO}/.run/mlflow.db"
+    assert set(settings.catalogs) == {"lakefs", "delta", "local"}
+
+
+def test_secrets_come_from_env_and_never_appear_in_repr():
+    env = {"MLV_LAKEFS_ACCESS_KEY_ID": "AKIAFROMENV", "MLV_LAKEFS_SECRET_ACCESS_KEY": "s3cr3t-from-env"}
+    settings = load_settings("emr", conf_dir=REPO / "conf", env=env)
+    assert settings.lakefs.require_credentials() == ("AKIAFROMENV", "s3cr3t-from-env")
+    assert "s3cr3t" not in repr(settings) and "AKIAFROMENV" not in repr(settings)
+
+
+def test_missing_credentials_say_which_variables_to_set():
+    settings = load_settings("emr", conf_dir=REPO / "conf", env={})
+    with pytest.raises(ConfigError, match="MLV_LAKEFS_ACCESS_KEY_ID"):
+        settings.lakefs.require_credentials()
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope'.*databricks, emr, local"):
+        load_settings("nope", conf_dir=REPO / "conf", env={})
+
+
+@pytest.mark.parametrize("name", ["exp-123-new-embeddings", "main", "_x", "a_b-c"])
+def test_valid_branch_names(name):
+    assert validate_branch_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["experiments/exp-123", "-lead", "has space", ""])
+def test_invalid_branch_names_suggest_a_fix(name):
+    with pytest.raises(InvalidRefNameError, match="invalid branch name"):
+        validate_branch_name(name)
+
+
+@pytest.mark.parametrize("name", ["model-v2.3.0-data", "feature-eng-v1"])
+def test_valid_tag_names(name):
+    assert validate_tag_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["feature-eng/v1", "v1.", "a..b", "x.lock", "a b"])
+def test_invalid_tag_names(name):
+    with pytest.raises(InvalidRefNameError, match="invalid tag name"):
+        validate_tag_name(name)
+
+
+def test_catalog_plugins_turn_refs_into_identifiers_and_paths():
+    settings = load_settings("local", conf_dir=REPO / "conf", env={})
+    assert set(CATALOG_TYPES) == {"lakefs-iceberg", "lakefs-delta", "local-iceberg"}
+    iceberg = load_catalog("lakefs", settings)
+    assert iceberg.table("ml_datasets.splits", "exp-1").identifier == "`lakefs`.`exp-1`.`ml_datasets`.`splits`"
+    assert iceberg.spark_conf()["spark.sql.catalog.lakefs.catalog-impl"] == "io.mlvspark.iceberg.LakeFSRefCatalog"
+    delta = load_catalog("delta", settings)
+    assert delta.table("features.users", "main").path == "s3a://ml-data/main/features/users"
+    local = load_catalog("local", settings)
+    assert local.table("a.b").identifier == "`local`.`a`.`b`"
+    bound = iceberg.for_repository("other-repo")
+    assert bound.name == "lakefs__other_repo"
+    assert bound.spark_conf()["spark.sql.catalog.lakefs__other_repo.lakefs.repository"] == "other-repo"
+
+
+def test_catalog_errors_name_the_problem():
+    settings = load_settings("local", conf_dir=REPO / "conf", env={})
+    with pytest.raises(CatalogError, match="unknown catalog 'hive'"):
+        load_catalog("hive", settings)
+    with pytest.raises(CatalogError, match="needs a lakeFS ref"):
+        load_catalog("lakefs", settings).table("a.b")
+    with pytest.raises(CatalogError, match="'<namespace>.<table>'"):
+        load_catalog("lakefs", settings).table("justtable", "main")
+    with pytest.raises(CatalogError, match="not on lakeFS"):
+        load_catalog("local", settings).table("a.b", "main")
+
+
+def test_s3a_conf_targets_the_lakefs_gateway_path_style():
+    settings = load_settings("local", conf_dir=REPO / "conf", env={})
+    conf = lakefs_s3a_conf(settings)
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == settings.lakefs.endpoint
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"]
+
+
+def test_missing_jars_or_lakefs_binary_fail_with_the_fix(tmp_path, monkeypatch):
+    from mlv_spark.errors import ServiceUnavailableError
+    from mlv_spark.jvm import local_jars
+    from mlv_spark.services import lakefs_binary
+
+    monkeypatch.setenv("MLV_JAR_DIR", str(tmp_path))
+    monkeypatch.setenv("MLV_LAKEFS_BINARY", str(tmp_path / "lakefs"))
+    settings = load_settings("local", conf_dir=REPO / "conf", env={})
+    with pytest.raises(ServiceUnavailableError, match="make bootstrap"):
+        local_jars(settings)
+    with pytest.raises(ServiceUnavailableError, match="make bootstrap"):
+        lakefs_binary(settings)
