@@ -280,6 +280,28 @@ class LakeFS:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, "list uncommitted changes", branch) from exc
 
+    def put_object(self, branch: str, path: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Upload one (small) object to a branch, uncommitted."""
+        self.require_branch(branch)
+        try:
+            self.repo.branch(branch).object(path).upload(data, content_type=content_type)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"upload {path}", branch) from exc
+
+    def read_object(self, ref: str, path: str) -> bytes:
+        try:
+            with self.repo.ref(ref).object(path).reader(mode="rb") as handle:
+                return handle.read()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"read {path}", ref) from exc
+
+    def reset_prefix(self, branch: str, prefix: str) -> None:
+        """Drop the branch's uncommitted changes under `prefix` (used to undo a failed write)."""
+        try:
+            self.repo.branch(branch).reset_changes(path_type="common_prefix", path=prefix)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"reset uncommitted changes under {prefix!r}", branch) from exc
+
     def objects(self, ref: str, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(path, size in bytes) of every object under `prefix` at `ref`."""
         try:

@@ -6,6 +6,8 @@ writes insist on a branch (tags and commits are immutable).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from pyspark.sql import DataFrame, SparkSession
 
 from mlv_spark.catalogs import Catalog, TableRef
@@ -44,11 +46,12 @@ class Tables:
             self.lakefs.resolve(ref or "")
         return self.catalog.exists(self.spark, self.catalog.table(name, ref))
 
-    def write(self, df: DataFrame, name: str, branch: str | None = None, mode: WriteMode = "create") -> TableRef:
+    def write(self, df: DataFrame, name: str, branch: str | None = None, mode: WriteMode = "create",
+              partition_by: Sequence[str] = ()) -> TableRef:
         """Write `df` as table `name` on `branch` (create / overwrite / append)."""
         if self.catalog.versioned and self.lakefs is not None:
             self.lakefs.require_branch(branch or "")
         table = self.catalog.table(name, branch)
-        self.catalog.write(df, table, mode)
+        self.catalog.write(df, table, mode, partition_by)
         log.info("tables: wrote %s (%s)", table.describe(), mode)
         return table

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Mapping
+from typing import ClassVar, Literal, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from mlv_spark.config import Settings
 from mlv_spark.errors import CatalogError
@@ -99,10 +100,15 @@ class Catalog(ABC):
             return spark.table(table.identifier)
         return spark.read.format(table.format).load(table.path)
 
-    def write(self, df: DataFrame, table: TableRef, mode: WriteMode = "create") -> None:
-        """Write `df` as the table: create (fails if it exists), overwrite or append."""
+    def write(self, df: DataFrame, table: TableRef, mode: WriteMode = "create",
+              partition_by: Sequence[str] = ()) -> None:
+        """Write `df` as the table: create (fails if it exists), overwrite or append.
+
+        `partition_by` applies when the write creates the table (identity partitions)."""
         if table.identifier:
             writer = df.writeTo(table.identifier).using(table.format)
+            if partition_by and mode != "append":
+                writer = writer.partitionedBy(*[F.col(c) for c in partition_by])
             if mode == "create":
                 writer.create()
             elif mode == "overwrite":
@@ -111,7 +117,10 @@ class Catalog(ABC):
                 writer.append()
             return
         spark_mode = {"create": "errorifexists", "overwrite": "overwrite", "append": "append"}[mode]
-        df.write.format(table.format).mode(spark_mode).save(table.path)
+        writer = df.write.format(table.format).mode(spark_mode)
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.save(table.path)
 
     def exists(self, spark: SparkSession, table: TableRef) -> bool:
         if table.identifier:

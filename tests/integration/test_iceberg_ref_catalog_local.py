@@ -1,0 +1,476 @@
+"""Ref-relative Iceberg catalog (java/lakefs-iceberg-catalog) against simulated lakeFS refs.
+
+lakeFS exposes a ref (branch, tag, commit) as a path prefix ``s3a://<repo>/<ref>/``. Here a ref is
+a directory ``<tmp>/<repo>/<ref>/`` and the catalog's root-uri-template is
+``file://<tmp>/{repo}/{ref}``:
+
+* branch / tag  = copy a ref directory to a new one,
+* merge         = copy the files the branch added or changed over the target ref,
+* delete branch = remove its directory.
+
+The point of every test: Iceberg metadata written through LakeFSRefCatalog holds only
+ref-relative paths, so a table keeps working after it is merged into another ref and the ref it
+was written on is gone. Runs locally, without a lakeFS server; needs the Iceberg Spark runtime in
+.cache/jars and the catalog jar built by `make bootstrap`
+(mvn -B -q -Dmaven.repo.local=.cache/m2 -f java/lakefs-iceberg-catalog/pom.xml package).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import sys
+import tomllib
+import zlib
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from chispa import assert_df_equality
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG_JAR = ROOT / "java" / "lakefs-iceberg-catalog" / "target" / "mlv-lakefs-iceberg-0.1.0.jar"
+REPO = "mlvrepo"
+SCHEMA = "id INT, label STRING"
+
+
+def _iceberg_runtime_jar() -> Path:
+    jvm = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mlv-spark"]["jvm"]
+    for coordinate in jvm["jars"]:
+        group, artifact, version = coordinate.split(":")
+        if group == "org.apache.iceberg" and artifact.startswith("iceberg-spark-runtime"):
+            return ROOT / ".cache" / "jars" / f"{artifact}-{version}.jar"
+    raise AssertionError("no iceberg-spark-runtime in [tool.mlv-spark.jvm].jars of pyproject.toml")
+
+
+# --------------------------------------------------------------------------------------------
+# simulated lakeFS
+
+
+class Lake:
+    """A lakeFS repository simulated with one directory per ref."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ref_dir("main").mkdir(parents=True)
+
+    def ref_dir(self, ref: str) -> Path:
+        return self.root / REPO / ref
+
+    def branch(self, source: str, new: str) -> None:
+        assert not self.ref_dir(new).exists(), new
+        shutil.copytree(self.ref_dir(source), self.ref_dir(new))
+
+    tag = branch
+
+    def merge(self, source: str, target: str) -> None:
+        """Copy every file the source added or changed over the target (no conflicts here)."""
+        src, dst = self.ref_dir(source), self.ref_dir(target)
+        for path in src.rglob("*"):
+            if path.is_file():
+                out = dst / path.relative_to(src)
+                if not out.exists() or not filecmp.cmp(path, out, shallow=False):
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, out)
+
+    def delete_branch(self, ref: str) -> None:
+        shutil.rmtree(self.ref_dir(ref))
+
+    def files(self, ref: str, sub: str = "") -> list[Path]:
+        return sorted(p for p in (self.ref_dir(ref) / sub).rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------------------------
+# decoding what Iceberg recorded (manifests are deflate-compressed Avro, so a plain grep on the
+# raw bytes would see nothing)
+
+
+def _avro_long(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+
+
+def avro_payload(path: Path) -> bytes:
+    """Header metadata plus all decompressed data blocks of an Avro object container file."""
+    data = path.read_bytes()
+    assert data[:4] == b"Obj\x01", f"{path} is not an Avro container file"
+    pos, meta = 4, {}
+    while True:
+        count, pos = _avro_long(data, pos)
+        if count == 0:
+            break
+        if count < 0:
+            count = -count
+            _, pos = _avro_long(data, pos)
+        for _ in range(count):
+            size, pos = _avro_long(data, pos)
+            key = data[pos : pos + size].decode()
+            pos += size
+            size, pos = _avro_long(data, pos)
+            meta[key] = data[pos : pos + size]
+            pos += size
+    sync = data[pos : pos + 16]
+    pos += 16
+    codec = meta.get("avro.codec", b"null").decode()
+    parts = list(meta.values())
+    while pos < len(data):
+        _, pos = _avro_long(data, pos)
+        size, pos = _avro_long(data, pos)
+        block = data[pos : pos + size]
+        pos += size
+        assert data[pos : pos + 16] == sync, f"{path}: bad Avro sync marker"
+        pos += 16
+        if codec == "deflate":
+            block = zlib.decompress(block, -15)
+        elif codec != "null":
+            raise AssertionError(f"{path}: Avro codec {codec} not handled by this test")
+        parts.append(block)
+    return b"".join(parts)
+
+
+def recorded_content(path: Path) -> bytes:
+    """What Iceberg recorded in one file, as searchable bytes (b'' for plain data files)."""
+    name = path.name
+    if name.endswith(".crc"):
+        return b""
+    if name.endswith(".avro"):
+        return avro_payload(path)
+    if name.endswith("-deletes.parquet"):
+        return "\n".join(pq.read_table(path, columns=["file_path"]).column(0).to_pylist()).encode()
+    if name.endswith(".parquet"):
+        return b""
+    return path.read_bytes()  # metadata JSON, version-hint.text
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    return Lake(tmp_path_factory.mktemp("lakefs"))
+
+
+@pytest.fixture(scope="module")
+def spark(lake: Lake):
+    iceberg_jar = _iceberg_runtime_jar()
+    missing = [str(j) for j in (iceberg_jar, CATALOG_JAR) if not j.is_file()]
+    if missing:
+        pytest.fail(
+            f"missing jar(s): {', '.join(missing)} - run `make bootstrap` (fetches the pinned jars"
+            " and builds java/lakefs-iceberg-catalog with Maven)",
+            pytrace=False,
+        )
+    # A session started elsewhere in this process without our jars cannot load the catalog.
+    active = SparkSession.getActiveSession()
+    if active is not None and str(CATALOG_JAR) not in active.conf.get("spark.jars", ""):
+        active.stop()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("mlv-iceberg-ref-catalog")
+        .config("spark.jars", f"{iceberg_jar},{CATALOG_JAR}")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        # short-lived test JVM: C1 only starts and runs small jobs faster
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
+        .config("spark.sql.catalog.lakefs", "org.apache.iceberg.spark.SparkCatalog")
+        .config("spark.sql.catalog.lakefs.catalog-impl", "io.mlvspark.iceberg.LakeFSRefCatalog")
+        .config("spark.sql.catalog.lakefs.lakefs.repository", REPO)
+        .config("spark.sql.catalog.lakefs.lakefs.root-uri-template", f"file://{lake.root}/{{repo}}/{{ref}}")
+        # branches change outside this session (merges, other writers): no stale cached tables
+        .config("spark.sql.catalog.lakefs.cache-enabled", "false")
+        # same repository, tables under a path prefix inside each ref
+        .config("spark.sql.catalog.lakefs_pfx", "org.apache.iceberg.spark.SparkCatalog")
+        .config("spark.sql.catalog.lakefs_pfx.catalog-impl", "io.mlvspark.iceberg.LakeFSRefCatalog")
+        .config("spark.sql.catalog.lakefs_pfx.lakefs.repository", REPO)
+        .config("spark.sql.catalog.lakefs_pfx.lakefs.root-uri-template", f"file://{lake.root}/{{repo}}/{{ref}}")
+        .config("spark.sql.catalog.lakefs_pfx.lakefs.prefix", "warehouse/iceberg")
+        .config("spark.sql.catalog.lakefs_pfx.cache-enabled", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def rows(spark: SparkSession, data: list[tuple[int, str]]) -> DataFrame:
+    """A DataFrame of (id, label) rows built in the JVM (no Python worker start-up)."""
+    values = ", ".join(f"({i}, '{label}')" for i, label in data)
+    return spark.sql(f"SELECT CAST(id AS INT) id, CAST(label AS STRING) label FROM VALUES {values} AS v(id, label)")
+
+
+def assert_rows(spark: SparkSession, table: str, expected: list[tuple[int, str]]) -> None:
+    assert_df_equality(
+        spark.table(table).select("id", "label"),
+        rows(spark, expected),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def create_table(spark: SparkSession, table: str, data: list[tuple[int, str]], props: str = "") -> None:
+    tblprops = f" TBLPROPERTIES ({props})" if props else ""
+    spark.sql(f"CREATE TABLE {table} ({SCHEMA}) USING iceberg{tblprops}")
+    rows(spark, data).writeTo(table).append()
+
+
+BASE = [(1, "cat"), (2, "dog"), (3, "eel")]
+
+
+# --------------------------------------------------------------------------------------------
+# tests
+
+
+def test_create_insert_read_on_main(spark: SparkSession, lake: Lake) -> None:
+    create_table(spark, "lakefs.main.ml.t1", BASE)
+    spark.sql("INSERT INTO lakefs.main.ml.t1 VALUES (4, 'fox')")
+
+    assert_rows(spark, "lakefs.main.ml.t1", [*BASE, (4, "fox")])
+    table_dir = lake.ref_dir("main") / "ml" / "t1"
+    pointer = (table_dir / "metadata" / "version-hint.text").read_text()
+    assert pointer.startswith("ml/t1/metadata/") and pointer.endswith(".metadata.json")
+    assert (lake.ref_dir("main") / pointer).is_file()
+    assert list((table_dir / "data").glob("*.parquet"))
+    location = spark.sql("DESCRIBE TABLE EXTENDED lakefs.main.ml.t1").where("col_name = 'Location'")
+    assert location.first()["data_type"] == "ml/t1"
+
+
+def test_branch_writes_do_not_touch_main(spark: SparkSession, lake: Lake) -> None:
+    create_table(spark, "lakefs.main.ml.t2", BASE)
+    lake.branch("main", "exp2")
+    main_files_before = lake.files("main", "ml/t2")
+
+    spark.sql("INSERT INTO lakefs.exp2.ml.t2 VALUES (10, 'new')")
+    assert_rows(spark, "lakefs.exp2.ml.t2", [*BASE, (10, "new")])
+    rows(spark, [(20, "only")]).writeTo("lakefs.exp2.ml.t2").overwritePartitions()
+    assert_rows(spark, "lakefs.exp2.ml.t2", [(20, "only")])
+
+    assert_rows(spark, "lakefs.main.ml.t2", BASE)
+    # with absolute paths the branch's writes would land under main's prefix
+    assert lake.files("main", "ml/t2") == main_files_before
+    assert any(p.name.endswith(".parquet") for p in lake.files("exp2", "ml/t2/data"))
+
+
+def test_recorded_paths_are_ref_relative(spark: SparkSession, lake: Lake) -> None:
+    mor = "'format-version'='2', 'write.delete.mode'='merge-on-read'"
+    create_table(spark, "lakefs.main.ml.t3", BASE, mor)
+    lake.branch("main", "exp3")
+    spark.sql("INSERT INTO lakefs.exp3.ml.t3 VALUES (30, 'x'), (31, 'y')")
+    spark.sql("DELETE FROM lakefs.exp3.ml.t3 WHERE id IN (2, 30)")  # position deletes
+    assert_rows(spark, "lakefs.exp3.ml.t3", [(1, "cat"), (3, "eel"), (31, "y")])
+
+    seen = {"metadata.json": 0, "manifest list": 0, "manifest": 0, "position deletes": 0}
+    for path in lake.files("exp3"):
+        content = recorded_content(path)
+        for forbidden in (b"/exp3/", b"exp3", b"file:/", str(lake.root).encode()):
+            assert forbidden not in content, f"{path} records {forbidden!r}"
+        if path.name.endswith(".metadata.json"):
+            seen["metadata.json"] += b'"location" : "ml/t3"' in content or b'"location":"ml/t3"' in content
+        elif path.name.startswith("snap-") and path.name.endswith(".avro"):
+            seen["manifest list"] += b"ml/t3/metadata/" in content
+        elif path.name.endswith(".avro"):
+            seen["manifest"] += b"ml/t3/data/" in content
+        elif path.name.endswith("-deletes.parquet"):
+            referenced = content.decode().split("\n")
+            assert all(p.startswith("ml/t3/data/") and p.endswith(".parquet") for p in referenced)
+            seen["position deletes"] += 1
+    # positive control: the decoding really sees the recorded paths
+    assert all(count > 0 for count in seen.values()), seen
+
+
+def test_merge_then_delete_branch_then_read_at_tag(spark: SparkSession, lake: Lake) -> None:
+    create_table(spark, "lakefs.main.ml.t4", BASE)
+    lake.branch("main", "exp4")
+    spark.sql("INSERT INTO lakefs.exp4.ml.t4 VALUES (40, 'merged')")
+    spark.sql("DELETE FROM lakefs.exp4.ml.t4 WHERE id = 1")
+    expected = [(2, "dog"), (3, "eel"), (40, "merged")]
+    # a table born on the branch: with absolute paths its metadata would name exp4
+    create_table(spark, "lakefs.exp4.ml.t4new", [(44, "born-on-branch")])
+    spark.sql("INSERT INTO lakefs.exp4.ml.t4new VALUES (45, 'second')")
+
+    lake.merge("exp4", "main")
+    lake.delete_branch("exp4")
+    assert_rows(spark, "lakefs.main.ml.t4", expected)
+    assert_rows(spark, "lakefs.main.ml.t4new", [(44, "born-on-branch"), (45, "second")])
+
+    # a tag is a frozen copy: later writes to main are invisible at the tag
+    lake.tag("main", "v4")
+    spark.sql("INSERT INTO lakefs.main.ml.t4 VALUES (41, 'after-tag')")
+    assert_rows(spark, "lakefs.v4.ml.t4", expected)
+    assert_rows(spark, "lakefs.main.ml.t4", [*expected, (41, "after-tag")])
+
+
+@pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
+def test_row_level_operations_on_a_branch(spark: SparkSession, lake: Lake, mode: str) -> None:
+    suffix = mode.split("-")[0]
+    table, branch = f"t5_{suffix}", f"exp5{suffix}"
+    props = ", ".join(
+        [f"'write.{op}.mode'='{mode}'" for op in ("delete", "update", "merge")] + ["'format-version'='2'"]
+    )
+    create_table(spark, f"lakefs.main.ml.{table}", BASE, props)
+    lake.branch("main", branch)
+    main_files = lake.files("main", f"ml/{table}")
+    on_branch = f"lakefs.{branch}.ml.{table}"
+
+    spark.sql(f"DELETE FROM {on_branch} WHERE id = 2")
+    spark.sql(f"UPDATE {on_branch} SET label = 'EEL' WHERE id = 3")
+    rows(spark, [(1, "CAT"), (7, "yak")]).createOrReplaceTempView("changes")
+    spark.sql(
+        f"""MERGE INTO {on_branch} t USING changes s ON t.id = s.id
+            WHEN MATCHED THEN UPDATE SET t.label = s.label
+            WHEN NOT MATCHED THEN INSERT *"""
+    )
+    expected = [(1, "CAT"), (3, "EEL"), (7, "yak")]
+    assert_rows(spark, on_branch, expected)
+    assert lake.files("main", f"ml/{table}") == main_files, "row-level ops on the branch touched main"
+    assert_rows(spark, f"lakefs.main.ml.{table}", BASE)
+
+    delete_files = spark.table(f"{on_branch}.delete_files").select("file_path").collect()
+    if mode == "merge-on-read":
+        assert delete_files, "merge-on-read should have written position delete files"
+        assert all(r.file_path.startswith(f"ml/{table}/data/") for r in delete_files)
+    else:
+        assert not delete_files
+
+    lake.merge(branch, "main")
+    lake.delete_branch(branch)
+    assert_rows(spark, f"lakefs.main.ml.{table}", expected)
+    # the position deletes really are applied (not just hidden by a rewrite)
+    assert spark.table(f"lakefs.main.ml.{table}").where("id = 2").count() == 0
+
+
+def test_namespaces_listing_and_missing_tables(spark: SparkSession, lake: Lake) -> None:
+    create_table(spark, "lakefs.main.ml.t6a", BASE[:1])
+    create_table(spark, "lakefs.main.ml.t6b", BASE[:1])
+
+    tables = {r.tableName for r in spark.sql("SHOW TABLES IN lakefs.main.ml").collect()}
+    assert {"t6a", "t6b"} <= tables
+    assert not {"data", "metadata"} & tables
+
+    spark.sql("CREATE NAMESPACE lakefs.main.newns")
+    assert (lake.ref_dir("main") / "newns" / ".iceberg-namespace.properties").is_file()
+    namespaces = {r.namespace for r in spark.sql("SHOW NAMESPACES IN lakefs.main").collect()}
+    assert {"main.ml", "main.newns"} <= namespaces
+    assert not {n for n in namespaces if n.startswith("main.ml.")}, "tables are not namespaces"
+    assert spark.sql("SHOW TABLES IN lakefs.main.newns").count() == 0
+    with pytest.raises(AnalysisException, match="(?i)already exists"):
+        spark.sql("CREATE NAMESPACE lakefs.main.newns")
+    spark.sql("CREATE NAMESPACE IF NOT EXISTS lakefs.main.newns")
+    with pytest.raises(Exception, match="Namespace 'ml' at lakeFS ref 'main' .* is not empty"):
+        spark.sql("DROP NAMESPACE lakefs.main.ml")
+    spark.sql("DROP NAMESPACE lakefs.main.newns")
+    assert "main.newns" not in {r.namespace for r in spark.sql("SHOW NAMESPACES IN lakefs.main").collect()}
+
+    with pytest.raises(AnalysisException, match=r"main.*ml.*missing_table"):
+        spark.table("lakefs.main.ml.missing_table").collect()
+    with pytest.raises(AnalysisException, match=r"no_such_ref.*ml.*t6a"):
+        spark.table("lakefs.no_such_ref.ml.t6a").collect()
+    with pytest.raises(Exception, match="at least one more namespace level"):
+        spark.sql(f"CREATE TABLE lakefs.main.no_namespace ({SCHEMA}) USING iceberg")
+
+    # DROP TABLE removes the pointer only; the files stay and the table can be registered again
+    t6a = lake.ref_dir("main") / "ml" / "t6a"
+    last_metadata = (t6a / "metadata" / "version-hint.text").read_text()
+    spark.sql("DROP TABLE lakefs.main.ml.t6a")
+    assert "t6a" not in {r.tableName for r in spark.sql("SHOW TABLES IN lakefs.main.ml").collect()}
+    assert list((t6a / "data").glob("*.parquet"))
+    spark.sql(f"CALL lakefs.system.register_table(table => 'main.ml.t6a', metadata_file => '{last_metadata}')")
+    assert_rows(spark, "lakefs.main.ml.t6a", BASE[:1])
+    # DROP TABLE ... PURGE deletes every file through the FileIO (relative paths resolved)
+    spark.sql("DROP TABLE lakefs.main.ml.t6b PURGE")
+    assert not [p for p in (lake.ref_dir("main") / "ml" / "t6b").rglob("*") if p.is_file()]
+    assert "t6b" not in {r.tableName for r in spark.sql("SHOW TABLES IN lakefs.main.ml").collect()}
+
+
+def test_time_travel_within_a_ref(spark: SparkSession, lake: Lake) -> None:
+    # created on a branch, so every snapshot was written there; the branch is gone when we travel
+    lake.branch("main", "exp7")
+    create_table(spark, "lakefs.exp7.ml.t7", BASE)
+    first = spark.sql("SELECT snapshot_id FROM lakefs.exp7.ml.t7.snapshots").first().snapshot_id
+    spark.sql("INSERT INTO lakefs.exp7.ml.t7 VALUES (70, 'later')")
+    lake.merge("exp7", "main")
+    lake.delete_branch("exp7")
+
+    assert_rows(spark, "lakefs.main.ml.t7", [*BASE, (70, "later")])
+    assert_df_equality(
+        spark.sql(f"SELECT id, label FROM lakefs.main.ml.t7 VERSION AS OF {first}"),
+        rows(spark, BASE),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    assert spark.sql("SELECT * FROM lakefs.main.ml.t7.history").count() == 2
+
+
+def test_maintenance_procedures(spark: SparkSession, lake: Lake) -> None:
+    create_table(spark, "lakefs.main.ml.t8", BASE)
+    spark.sql("INSERT OVERWRITE lakefs.main.ml.t8 VALUES (80, 'a'), (81, 'b')")
+    data_dir = lake.ref_dir("main") / "ml" / "t8" / "data"
+    old_files = {p.name for p in data_dir.glob("*.parquet")}
+    future = (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+
+    expired = spark.sql(
+        f"CALL lakefs.system.expire_snapshots(table => 'main.ml.t8', older_than => TIMESTAMP '{future}',"
+        " retain_last => 1)"
+    ).first()
+    assert expired.deleted_data_files_count > 0
+    assert len(list(data_dir.glob("*.parquet"))) < len(old_files)
+    assert_rows(spark, "lakefs.main.ml.t8", [(80, "a"), (81, "b")])
+
+    # remove_orphan_files works with prefix listing (paths come back ref-relative)
+    orphan = data_dir / "orphan-00000.parquet"
+    orphan.write_bytes(b"not referenced")
+    os.utime(orphan, (946684800, 946684800))  # 2000-01-01: older than the procedure's 24 h minimum
+    found = spark.sql(
+        "CALL lakefs.system.remove_orphan_files(table => 'main.ml.t8', older_than => TIMESTAMP '2001-01-01',"
+        " prefix_listing => true, dry_run => true)"
+    ).collect()
+    assert [r.orphan_file_location for r in found] == ["ml/t8/data/orphan-00000.parquet"]
+
+
+def test_optimistic_concurrency(spark: SparkSession) -> None:
+    """A commit based on stale metadata fails (CommitFailedException); Iceberg's retry succeeds."""
+    create_table(spark, "lakefs.main.ml.t9", BASE[:1])
+    jvm, jss = spark._jvm, spark._jsparkSession
+    load = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable
+    writer_a, writer_b = load(jss, "lakefs.main.ml.t9"), load(jss, "lakefs.main.ml.t9")
+    ops_b = writer_b.operations()
+    base_b = ops_b.current()
+
+    writer_a.updateProperties().set("writer.a", "1").commit()
+    stale = jvm.org.apache.iceberg.TableMetadata.buildFrom(base_b).setProperties({"writer.b": "1"}).build()
+    with pytest.raises(Exception, match=r"CommitFailedException.*'ml.t9' at lakeFS ref 'main'"):
+        ops_b.commit(base_b, stale)
+
+    writer_b.updateProperties().set("writer.b", "2").commit()  # refreshes and retries
+    props = dict(spark.sql("SHOW TBLPROPERTIES lakefs.main.ml.t9").collect())
+    assert props["writer.a"] == "1" and props["writer.b"] == "2"
+    with pytest.raises(AnalysisException, match="(?i)already exists"):
+        spark.sql(f"CREATE TABLE lakefs.main.ml.t9 ({SCHEMA}) USING iceberg")
+
+
+def test_path_prefix_inside_the_ref(spark: SparkSession, lake: Lake) -> None:
+    lake.branch("main", "exp10")
+    create_table(spark, "lakefs_pfx.exp10.ml.t10", BASE[:2])
+    table_dir = lake.ref_dir("exp10") / "warehouse" / "iceberg" / "ml" / "t10"
+    assert (table_dir / "metadata" / "version-hint.text").read_text().startswith("warehouse/iceberg/ml/t10/metadata/")
+    assert [r.tableName for r in spark.sql("SHOW TABLES IN lakefs_pfx.exp10.ml").collect()] == ["t10"]
+    lake.merge("exp10", "main")
+    lake.delete_branch("exp10")
+    assert_rows(spark, "lakefs_pfx.main.ml.t10", BASE[:2])
+    # paths are relative to the ref root, so the prefix-less catalog reaches the same table
+    assert_rows(spark, "lakefs.main.warehouse.iceberg.ml.t10", BASE[:2])
