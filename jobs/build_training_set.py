@@ -17,7 +17,6 @@ from mlv_spark.config import load_settings
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.session import build_session
 from mlv_spark.tables import Tables
-from mlv_spark.training import load_feature_repo, resolve_features
 from mlv_spark.training_sets import build_training_set
 
 
@@ -42,7 +41,6 @@ def main(argv: list[str]) -> int:
     lakefs = LakeFS(settings.lakefs, args.repository)
     commit = lakefs.resolve(args.ref)  # fail fast, before Spark starts
     features = args.feature_service or [f.strip() for f in args.features.split(",") if f.strip()]
-    resolve_features(load_feature_repo(args.feature_repo), features)  # fail fast on unknown names
     spark = build_session(settings, "mlv-spark:build_training_set")
     catalog = load_catalog(args.catalog, settings)
     if args.repository:

@@ -58,6 +58,7 @@ class StratumHistogram:
     hmin: np.ndarray
     hmax: np.ndarray
     members: dict[int, list[Member]]  # bucket position -> distinct hashes, for candidate buckets
+    rotation: int = 0  # seeded, unsigned 64-bit: where the circle of arcs starts
     old_weights: dict[int, int] = field(default_factory=dict)  # global split index -> weight
     old_count: int = 0
     targets: list[int] = field(default_factory=list)  # per split of the period, all atoms
@@ -83,7 +84,7 @@ def build_histograms(table: dict[str, np.ndarray]) -> dict[int, StratumHistogram
 
     `table` columns: sid, period, bucket (negative: -1 - split index of atoms kept from a
     previous assignment), cand (atom hash for candidate rows, else null -> `cand_valid` False),
-    w, n, hmin, hmax. Several rows of one bucket (one per candidate hash) are merged.
+    w, n, hmin, hmax, rotation (signed). Several rows of one bucket (one per candidate hash) are merged.
     """
     sid, bucket = table["sid"], table["bucket"]
     old = bucket < 0
@@ -103,6 +104,7 @@ def build_histograms(table: dict[str, np.ndarray]) -> dict[int, StratumHistogram
             "n": np.add.reduceat(cols["n"], starts),
             "hmin": np.minimum.reduceat(cols["hmin"], starts),
             "hmax": np.maximum.reduceat(cols["hmax"], starts),
+            "rotation": cols["rotation"][starts],
         }
         stops = np.r_[starts[1:], len(order)]
         stratum_starts = np.flatnonzero(np.r_[True, merged["sid"][1:] != merged["sid"][:-1]])
@@ -120,13 +122,16 @@ def build_histograms(table: dict[str, np.ndarray]) -> dict[int, StratumHistogram
             histograms[stratum] = StratumHistogram(
                 stratum, int(merged["period"][lo]), merged["bucket"][lo:hi], merged["w"][lo:hi],
                 merged["n"][lo:hi], merged["hmin"][lo:hi], merged["hmax"][lo:hi], members,
+                int(merged["rotation"][lo]) + 2**63,
             )  # fmt: skip
     for i in np.flatnonzero(old):
         stratum = int(sid[i])
         hist = histograms.get(stratum)
         if hist is None:
             empty = np.array([], dtype=np.int64)
-            hist = histograms[stratum] = StratumHistogram(stratum, int(table["period"][i]), empty, empty, empty, empty, empty, {})
+            hist = histograms[stratum] = StratumHistogram(
+                stratum, int(table["period"][i]), empty, empty, empty, empty, empty, {}, int(table["rotation"][i]) + 2**63
+            )
         split = -1 - int(bucket[i])
         hist.old_weights[split] = hist.old_weights.get(split, 0) + int(table["w"][i])
         hist.old_count += int(table["n"][i])
@@ -180,3 +185,28 @@ def cut_from_ranked(hist: StratumHistogram, unresolved: Unresolved, atoms: list[
             return Cut(atom_hash, tie)
         position += weight
     return _next_first(hist, unresolved.position)
+
+
+def circle_cuts(total: int, quotas: list[int], rotation: int) -> tuple[list[int], list[int]]:
+    """Where the splits' arcs start on a stratum's circle of `total` weight, and who owns what.
+
+    Split j owns the arc [offset + C_j, offset + C_j+1) (mod total), C_j the cumulative quotas,
+    offset = floor(rotation / 2**64 * total) for a seeded unsigned 64-bit `rotation`. Returns
+    the arc starts inside (0, total), ascending, and the split index owning each segment
+    [0, p1), [p1, p2), ... A seeded rotation instead of starting every stratum at 0 keeps the
+    expected size of every split exactly proportional when atoms are groups of several entities
+    (on a line the first and last splits would lose at the ends); with single entities the
+    counts are exact either way.
+    """
+    starts = [sum(quotas[:j]) for j in range(len(quotas))]
+    owners = [j for j, q in enumerate(quotas) if q > 0]
+    if total == 0 or not owners:
+        return [], [owners[0] if owners else 0]
+    offset = (rotation * total) >> 64
+    positions = sorted({(offset + starts[j]) % total for j in owners} - {0})
+
+    def owner(position: int) -> int:
+        along = (position - offset) % total
+        return next(j for j in owners if starts[j] <= along < starts[j] + quotas[j])
+
+    return positions, [owner(p) for p in [0, *positions]]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
@@ -33,6 +34,7 @@ from mlv_spark.split_cuts import (
     StratumHistogram,
     Unresolved,
     build_histograms,
+    circle_cuts,
     cut_from_ranked,
     find_cut,
 )
@@ -455,15 +457,15 @@ def _assign_exactly(spec: _Spec, rows: DataFrame, previous: DataFrame | None) ->
     spark = rows.sparkSession
     histograms = _histogram_pass(spec, rows, previous)
     started = time.perf_counter()
-    cuts, unresolved = _plan_cuts(spec, histograms)
+    plans, unresolved = _plan_cuts(spec, histograms)
     if unresolved:
-        _boundary_pass(spec, rows, previous, histograms, cuts, unresolved)
+        _boundary_pass(spec, rows, previous, histograms, plans, unresolved)
     log.info(
         "assign_splits: cuts: %d settled from the histogram, %d from ranking %d boundary buckets, %.2fs",
-        sum(len(c) for c in cuts.values()) - len(unresolved), len(unresolved),
+        sum(len(c) for _, c in plans.values()) - len(unresolved), len(unresolved),
         len({(sid, u.position) for sid, _, u in unresolved}), time.perf_counter() - started,
     )
-    cut_table = F.broadcast(_cut_table(spark, spec, histograms, cuts))
+    cut_table = F.broadcast(_cut_table(spark, spec, plans))
     return _final_pass(spec, rows, previous, cut_table)
 
 
@@ -566,7 +568,7 @@ def _atoms(spec: _Spec, units: DataFrame) -> DataFrame:
         *[F.sum(_c(f)).alias(_c(f)) for f in flags],
     )  # fmt: skip
     # the stratum with most units wins; equal counts go to the larger stratum id (deterministic)
-    order = F.col(_c("n")).cast("decimal(38,0)") * F.lit(2**64) + (F.col(_c("sid")).cast("decimal(38,0)") + F.lit(2**63))
+    order = F.col(_c("n")).cast("decimal(38,0)") * F.lit(Decimal(2**64)) + F.col(_c("sid")).cast("decimal(38,0)")
     groups = per_stratum.groupBy(_c("period"), _c("gid")).agg(
         F.sum(_c("n")).alias(_c("w")), F.max_by(_c("sid"), order).alias(_c("sid")), F.max_by(_c("chk"), order).alias(_c("chk")),
         F.min(_c("gh")).alias(_c("h")), F.min(_c("prev_lo")).alias(_c("prev")), F.max(_c("prev_hi")).alias(_c("prev_hi")),
@@ -582,16 +584,25 @@ def _bucket(spec: _Spec, atom_hash: Column) -> Column:
     return (F.shiftright(atom_hash, 64 - spec.bits) + F.lit(2 ** (spec.bits - 1))).cast("int")
 
 
+def _rotation(spec: _Spec) -> Column:
+    """Seeded 64-bit rotation of a stratum's circle (see split_cuts.circle_cuts)."""
+    return F.xxhash64(_seed(spec), F.lit("rotation"), F.col(_c("sid")))
+
+
 def _candidate(spec: _Spec, bucket: Column) -> Column:
-    """Is the bucket within CANDIDATE_WINDOW of where a cut of its period is expected?"""
+    """Is the bucket within CANDIDATE_WINDOW of where an arc of its stratum is expected to start?
+
+    Hashes are uniform, so arc j starts near hash fraction rotation + C_j / total (mod 1)."""
+    size = 2**spec.bits
+    rotated = F.shiftright(_rotation(spec), 64 - spec.bits) + F.lit(size // 2)  # in [0, size)
     by_period = {}
     for p in spec.periods:
         condition = F.lit(False)
         cumulative = Fraction(0)
-        for share in p.shares[:-1]:
+        for share in p.shares:
+            distance = F.abs(bucket - F.pmod(rotated + F.lit(int(cumulative * size)), F.lit(size)))
+            condition = condition | (F.least(distance, F.lit(size) - distance) <= CANDIDATE_WINDOW)
             cumulative += share
-            expected = int(cumulative * 2**spec.bits)
-            condition = condition | bucket.between(expected - CANDIDATE_WINDOW, expected + CANDIDATE_WINDOW)
         by_period[p.index] = condition
     return _split_by_cases(F.col(_c("period")), by_period)
 
@@ -628,6 +639,7 @@ def _histogram_pass(spec: _Spec, rows: DataFrame, previous: DataFrame | None) ->
             F.sum(_c("w")).alias("w"), F.count(F.lit(1)).alias("n"),
             F.min(_c("h")).alias("hmin"), F.max(_c("h")).alias("hmax"),
             F.min(_c("chk")).alias("chk_lo"), F.max(_c("chk")).alias("chk_hi"),
+            F.min(_rotation(spec)).alias("rotation"),
             *[F.sum(_c(f)).alias(f) for f in flags],
         )  # fmt: skip
         .toArrow()
@@ -641,7 +653,7 @@ def _histogram_pass(spec: _Spec, rows: DataFrame, previous: DataFrame | None) ->
         raise InvalidInputError(
             "df has no rows to split" + (" outside the gap" if spec.out_of_time else "") + "; check the input and filters"
         )
-    table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in ("sid", "period", "bucket", "w", "n", "hmin", "hmax")}
+    table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in ("sid", "period", "bucket", "w", "n", "hmin", "hmax", "rotation")}
     table["cand_valid"] = arrow.column("cand").is_valid().to_numpy(zero_copy_only=False)
     table["cand"] = arrow.column("cand").fill_null(0).to_numpy(zero_copy_only=False)
     histograms = build_histograms(table)
@@ -688,9 +700,10 @@ def _flag_message(spec: _Spec, flag: str, count: int, units: DataFrame) -> str:
 
 def _plan_cuts(
     spec: _Spec, histograms: dict[int, StratumHistogram]
-) -> tuple[dict[int, list[Cut | Unresolved]], list[tuple[int, int, Unresolved]]]:
-    """Targets by largest remainder, quotas for new atoms, and the cut atoms they imply."""
-    cuts: dict[int, list[Cut | Unresolved]] = {}
+) -> tuple[dict[int, tuple[list[str], list[Cut | Unresolved]]], list[tuple[int, int, Unresolved]]]:
+    """Per stratum: targets by largest remainder, quotas for its new atoms, the arcs those
+    quotas take on the stratum's seeded circle, and the cut atoms where the arcs start."""
+    plans: dict[int, tuple[list[str], list[Cut | Unresolved]]] = {}
     unresolved: list[tuple[int, int, Unresolved]] = []
     for sid, hist in histograms.items():
         period = spec.periods[hist.period]
@@ -700,16 +713,15 @@ def _plan_cuts(
         targets = largest_remainder(new_total + sum(old), period.shares, ranks)
         quotas = new_entity_quotas(new_total, old, targets, ranks) if sum(old) else targets
         hist.targets, hist.quotas = targets, quotas
+        positions, owners = circle_cuts(new_total, quotas, hist.rotation)
         stratum_cuts: list[Cut | Unresolved] = []
-        cumulative = 0
-        for j, quota in enumerate(quotas[:-1]):
-            cumulative += quota
-            cut = find_cut(hist, cumulative)
+        for j, position in enumerate(positions):
+            cut = find_cut(hist, position)
             if isinstance(cut, Unresolved):
                 unresolved.append((sid, j, cut))
             stratum_cuts.append(cut)
-        cuts[sid] = stratum_cuts
-    return cuts, unresolved
+        plans[sid] = ([period.names[o] for o in owners], stratum_cuts)
+    return plans, unresolved
 
 
 def _boundary_pass(
@@ -717,7 +729,7 @@ def _boundary_pass(
     rows: DataFrame,
     previous: DataFrame | None,
     histograms: dict[int, StratumHistogram],
-    cuts: dict[int, list[Cut | Unresolved]],
+    plans: dict[int, tuple[list[str], list[Cut | Unresolved]]],
     unresolved: list[tuple[int, int, Unresolved]],
 ) -> None:
     """Rank the atoms of the few buckets holding an unsettled cut (only those rows are shuffled)."""
@@ -740,7 +752,7 @@ def _boundary_pass(
         members.setdefault((row[0], row[1]), []).append((row[3], tuple(row[4]), row[5]))
     for sid, j, cut in unresolved:
         bucket_index = int(histograms[sid].buckets[cut.position])
-        cuts[sid][j] = cut_from_ranked(histograms[sid], cut, members.get((sid, bucket_index), []))
+        plans[sid][1][j] = cut_from_ranked(histograms[sid], cut, members.get((sid, bucket_index), []))
     log.info("assign_splits: boundary pass ranked %d atoms in %d buckets", len(ranked), len(pairs))
 
 
@@ -760,22 +772,21 @@ def _tie_type(spec: _Spec) -> T.StructType:
 
 
 def _cut_count(spec: _Spec) -> int:
-    return max(len(p.names) for p in spec.periods) - 1
+    """Cuts per stratum in the cut table: at most one per split (where its arc starts)."""
+    return max(len(p.names) for p in spec.periods)
 
 
-def _cut_table(spark, spec: _Spec, histograms: dict[int, StratumHistogram], cuts: dict[int, list]) -> DataFrame:
-    """One small row per stratum: its split names and each cut atom's (hash, tie)."""
+def _cut_table(spark, spec: _Spec, plans: dict[int, tuple[list[str], list]]) -> DataFrame:
+    """One small row per stratum: the split owning each segment, and each cut atom's (hash, tie)."""
     count = _cut_count(spec)
     tie_type = _tie_type(spec)
-    fields = [T.StructField(_c("sid"), T.LongType(), False), T.StructField(_c("names"), T.ArrayType(T.StringType()))]
+    fields = [T.StructField(_c("sid"), T.LongType(), False), T.StructField(_c("owners"), T.ArrayType(T.StringType()))]
     for j in range(count):
         fields += [T.StructField(_c(f"ch{j}"), T.LongType()), T.StructField(_c(f"ct{j}"), tie_type)]
     records = []
-    for sid, stratum_cuts in cuts.items():
-        names = list(spec.periods[histograms[sid].period].names)
-        record: list = [sid, names + names[-1:] * (count + 1 - len(names))]
-        padded = list(stratum_cuts) + [Cut(None)] * (count - len(stratum_cuts))
-        for cut in padded:
+    for sid, (owners, stratum_cuts) in plans.items():
+        record: list = [sid, owners + owners[-1:] * (count + 1 - len(owners))]
+        for cut in list(stratum_cuts) + [Cut(None)] * (count - len(stratum_cuts)):
             assert isinstance(cut, Cut)
             record += [cut.hash, cut.tie]
         records.append(tuple(record))
@@ -783,15 +794,15 @@ def _cut_table(spark, spec: _Spec, histograms: dict[int, StratumHistogram], cuts
 
 
 def _split_from_cuts(spec: _Spec) -> Column:
-    """Split of an atom joined to its stratum's cut row: the first cut it is not past."""
+    """Split of an atom joined to its stratum's cut row: the owner of the segment it falls in."""
     h, tie = F.col(_c("h")), F.col(_c("tie"))
-    names = F.col(_c("names"))
+    owners = F.col(_c("owners"))
     expression = None
     for j in range(_cut_count(spec)):
         ch, ct = F.col(_c(f"ch{j}")), F.col(_c(f"ct{j}"))
         past = F.coalesce((h > ch) | ((h == ch) & (ct.isNull() | (tie >= ct))), F.lit(False))
-        expression = F.when(~past, names[j]) if expression is None else expression.when(~past, names[j])
-    last = names[_cut_count(spec)]
+        expression = F.when(~past, owners[j]) if expression is None else expression.when(~past, owners[j])
+    last = owners[_cut_count(spec)]
     new_split = last if expression is None else expression.otherwise(last)
     kept = F.element_at(F.array(*[F.lit(n) for n in spec.names]), F.col(_c("prev")) + 1)
     return F.when(F.col(_c("prev")).isNotNull(), kept).otherwise(new_split)

@@ -134,7 +134,15 @@ def build_training_set(
     if output_format not in ("parquet", "delta"):
         raise InvalidInputError(f"output format {output_format!r} is not supported; use parquet or delta")
     commit = commit or lakefs.resolve(ref)
-    repo: FeatureRepo = load_feature_repo(feature_repo)
+
+    def table_at_commit(name: str) -> str:
+        return tables.catalog.table(name, commit).identifier or name
+
+    def path_at_commit(path: str) -> str:
+        return pin_path(path, lakefs.repository, commit)
+
+    repo: FeatureRepo = load_feature_repo(feature_repo, spark=spark, table_resolver=table_at_commit,
+                                          path_resolver=path_at_commit)
     requested = resolve_features(repo, features)
     feature_refs = [f"{r.name}:{f}" for r in requested for f in r.features]
     service = features if isinstance(features, str) else ""
@@ -154,8 +162,7 @@ def build_training_set(
     started = time.monotonic()
     training = get_historical_features(
         spark, entities, feature_repo=repo, features=features, full_feature_names=full_feature_names,
-        table_resolver=lambda name: tables.catalog.table(name, commit).identifier or name,
-        path_resolver=lambda path: pin_path(path, lakefs.repository, commit),
+        table_resolver=table_at_commit, path_resolver=path_at_commit,
     )
     feature_columns = [c for c in training.columns if c not in entities.columns]
     try:

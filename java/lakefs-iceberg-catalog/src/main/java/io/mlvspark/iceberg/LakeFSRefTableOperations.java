@@ -133,12 +133,16 @@ public class LakeFSRefTableOperations extends BaseMetastoreTableOperations {
     checkPointer(newTable, expected, actual);
     validateRelativeLocations(metadata);
 
+    // register_table commits an existing metadata file: never delete that one on failure
+    boolean writesNewFile = !(newTable && metadata.metadataFileLocation() != null);
     String newMetadataLocation = writeNewMetadataIfRequired(newTable, metadata);
 
     // Re-check right before moving the pointer to keep the race window small (no CAS on S3).
     String again = readPointer();
     if (!Objects.equals(again, actual)) {
-      deleteQuietly(newMetadataLocation);
+      if (writesNewFile) {
+        deleteQuietly(newMetadataLocation);
+      }
       checkPointer(newTable, expected, again);
       throw new CommitFailedException(
           "Cannot commit %s: its current metadata changed concurrently (another writer on the same"
@@ -162,7 +166,9 @@ public class LakeFSRefTableOperations extends BaseMetastoreTableOperations {
             "Pointer write of " + describe() + " reported an error but the pointer was updated",
             e);
       } else if (Objects.equals(after, actual)) {
-        deleteQuietly(newMetadataLocation);
+        if (writesNewFile) {
+          deleteQuietly(newMetadataLocation);
+        }
         throw new RuntimeIOException(
             new IOException(e),
             "Failed to commit %s: could not write pointer %s",

@@ -1,0 +1,263 @@
+"""Benchmark: our point-in-time join vs Feast's SparkOfflineStore vs "the limit".
+
+All contenders run in one SparkSession (local[2], 8 shuffle partitions by default) on the
+same parquet data and the same generated Feast repo (SparkSource, `offline_store: spark`);
+output is forced with a `noop` write; every contender gets one untimed warm-up run, then
+the median of --runs timed runs is reported. "The limit" is one union of the same entity
+and feature rows, one shuffle by key and one sort by (key, time): no join can do less.
+
+    .venv/bin/python bench/bench_pit.py                 # reference shape (200k x 2M, 20k keys)
+    .venv/bin/python bench/bench_pit.py --scale 0.1     # quick run
+    .venv/bin/python bench/bench_pit.py --skip-feast --doubling 3
+
+Rows are checked identical to Feast's (both directions of exceptAll) for each TTL setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mlv_spark.training import get_historical_features  # noqa: E402
+
+DAYS = 90
+BASE_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
+FEATURES = ["conv_rate", "acc_rate", "trips"]
+
+REPO = """\
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, ValueType
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast.types import Float64, Int64
+
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+source = SparkSource(
+    name="driver_stats", path={path!r}, file_format="parquet",
+    timestamp_field="event_timestamp", created_timestamp_column="created",
+)
+schema = [Field(name="conv_rate", dtype=Float64), Field(name="acc_rate", dtype=Float64),
+          Field(name="trips", dtype=Int64)]
+stats_7d = FeatureView(name="stats_7d", entities=[driver], ttl=timedelta(days=7), schema=schema, source=source)
+stats_all = FeatureView(name="stats_all", entities=[driver], ttl=timedelta(0), schema=schema, source=source)
+"""
+
+YAML = """\
+project: bench
+registry: {root}/registry.db
+provider: local
+offline_store:
+  type: spark
+online_store:
+  type: sqlite
+  path: {root}/online.db
+entity_key_serialization_version: 3
+"""
+
+
+@dataclass(frozen=True)
+class Shape:
+    entity_rows: int
+    feature_rows: int
+    keys: int
+
+    def scaled(self, factor: float) -> "Shape":
+        return Shape(
+            int(self.entity_rows * factor), int(self.feature_rows * factor), max(1, int(self.keys * factor))
+        )
+
+    def describe(self) -> str:
+        return f"{self.entity_rows:,} x {self.feature_rows:,}, {self.keys:,} keys"
+
+
+REFERENCE = Shape(entity_rows=200_000, feature_rows=2_000_000, keys=20_000)
+
+
+def session(partitions: int, memory: str) -> SparkSession:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("bench-pit")
+        .config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def generate(spark: SparkSession, shape: Shape, where: Path) -> tuple[str, str]:
+    """Feature and entity parquet (uniform keys and times over 90 days, second resolution)."""
+    seconds = DAYS * 86_400
+
+    def uniform(salt: int, modulus: int):
+        return F.pmod(F.xxhash64(F.col("id"), F.lit(salt)), F.lit(modulus))
+
+    features = (
+        spark.range(shape.feature_rows, numPartitions=8)
+        .select(
+            uniform(1, shape.keys).alias("driver_id"),
+            F.timestamp_seconds(uniform(2, seconds) + BASE_EPOCH).alias("event_timestamp"),
+            F.timestamp_seconds(uniform(2, seconds) + BASE_EPOCH + uniform(3, 7_200)).alias("created"),
+            (uniform(4, 10_000) / 10_000).alias("conv_rate"),
+            (uniform(5, 10_000) / 10_000).alias("acc_rate"),
+            uniform(6, 100).alias("trips"),
+        )
+        # Feast's Spark store multiplies rows on full ties; keep the data free of them.
+        .dropDuplicates(["driver_id", "event_timestamp", "created"])
+    )
+    entities = spark.range(shape.entity_rows, numPartitions=4).select(
+        uniform(11, shape.keys).alias("driver_id"),
+        F.timestamp_seconds(uniform(12, seconds) + BASE_EPOCH).alias("event_timestamp"),
+        uniform(13, 2).alias("label"),
+    )
+    feature_path, entity_path = str(where / "features"), str(where / "entities")
+    features.write.mode("overwrite").parquet(feature_path)
+    entities.write.mode("overwrite").parquet(entity_path)
+    return feature_path, entity_path
+
+
+def write_repo(root: Path, feature_path: str) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "feature_store.yaml").write_text(YAML.format(root=root))
+    (root / "definitions.py").write_text(textwrap.dedent(REPO.format(path=feature_path)))
+
+
+def noop(df: DataFrame) -> None:
+    df.write.format("noop").mode("overwrite").save()
+
+
+def timed(run: Callable[[], None], runs: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def the_limit(spark: SparkSession, feature_path: str, entity_path: str, partitions: int) -> DataFrame:
+    entities = spark.read.parquet(entity_path)
+    features = spark.read.parquet(feature_path).select("driver_id", "event_timestamp", "created", *FEATURES)
+    return (
+        entities.unionByName(features, allowMissingColumns=True)
+        .repartition(partitions, "driver_id")
+        .sortWithinPartitions("driver_id", "event_timestamp")
+    )
+
+
+class Feast:
+    """Feast's SparkOfflineStore on the same repo, sharing the session."""
+
+    def __init__(self, spark: SparkSession, root: Path) -> None:
+        from feast import FeatureStore
+        from mlv_spark.training import load_feature_repo
+
+        self.spark = spark
+        self.store = FeatureStore(repo_path=str(root))
+        definitions = load_feature_repo(root)
+        self.store.apply([*definitions.entities.values(), *definitions.feature_views.values()])
+
+    def frame(self, entity: DataFrame, view: str) -> DataFrame:
+        job = self.store.get_historical_features(entity_df=entity, features=[f"{view}:{f}" for f in FEATURES])
+        df = job.to_spark_df()
+        # Feast switches this on for the whole session; do not let it touch the other runs.
+        self.spark.conf.unset("spark.sql.parser.quotedRegexColumnNames")
+        return df
+
+
+def identical(ours: DataFrame, theirs: DataFrame) -> bool:
+    theirs = theirs.select(*ours.columns)
+    return ours.exceptAll(theirs).isEmpty() and theirs.exceptAll(ours).isEmpty()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the reference shape")
+    parser.add_argument("--partitions", type=int, default=8, help="spark.sql.shuffle.partitions")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per contender (after a warm-up)")
+    parser.add_argument("--memory", default="6g", help="driver memory")
+    parser.add_argument("--skip-feast", action="store_true", help="only ours and the limit")
+    parser.add_argument("--doubling", type=int, default=2, help="extra runs of ours at 2x, 4x ... N+M")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    spark = session(args.partitions, args.memory)
+    shape = REFERENCE.scaled(args.scale)
+    work = Path(tempfile.mkdtemp(prefix="bench-pit-"))
+    print(f"shape: {shape.describe()}, local[2], {args.partitions} shuffle partitions, median of {args.runs}")
+
+    started = time.perf_counter()
+    feature_path, entity_path = generate(spark, shape, work / "data")
+    write_repo(work / "repo", feature_path)
+    print(f"generated data and repo in {time.perf_counter() - started:.1f}s ({work})")
+    entity = spark.read.parquet(entity_path)
+
+    def ours(view: str) -> DataFrame:
+        return get_historical_features(
+            spark, entity, feature_repo=work / "repo", features=[f"{view}:{f}" for f in FEATURES]
+        )
+
+    limit = timed(lambda: noop(the_limit(spark, feature_path, entity_path, args.partitions)), args.runs)
+    rows = [("the limit (union + shuffle + sort)", "-", limit)]
+    feast = None if args.skip_feast else Feast(spark, work / "repo")
+    for view, ttl in (("stats_7d", "7 days"), ("stats_all", "unlimited")):
+        ours_time = timed(lambda: noop(ours(view)), args.runs)
+        rows.append((f"ours, TTL {ttl}", ttl, ours_time))
+        if feast is not None:
+            feast_time = timed(lambda: noop(feast.frame(entity, view)), args.runs)
+            same = identical(ours(view), feast.frame(entity, view))
+            rows.append((f"Feast SparkOfflineStore, TTL {ttl}", ttl, feast_time))
+            print(f"TTL {ttl}: rows identical to Feast: {same}; Feast/ours = {feast_time / ours_time:.1f}x")
+            if not same:
+                raise SystemExit("results differ from Feast")
+        print(f"TTL {ttl}: ours/limit = {ours_time / limit:.2f}x")
+
+    print()
+    print("| contender | N x M | median s | vs limit |")
+    print("|---|---|---|---|")
+    for name, _, seconds in rows:
+        print(f"| {name} | {shape.describe()} | {seconds:.1f} | {seconds / limit:.2f}x |")
+
+    if args.doubling:
+        print()
+        print("| N + M | ours, TTL 7 days, s | the limit, s | ours/limit |")
+        print("|---|---|---|---|")
+        factor = 1.0
+        for step in range(args.doubling + 1):
+            scaled = shape.scaled(factor)
+            if step == 0:
+                sub, f_path, e_path = shape, feature_path, entity_path
+            else:
+                f_path, e_path = generate(spark, scaled, work / f"data{step}")
+                write_repo(work / f"repo{step}", f_path)
+                sub = scaled
+            sub_entity = spark.read.parquet(e_path)
+            repo = work / ("repo" if step == 0 else f"repo{step}")
+            t_ours = timed(lambda: noop(get_historical_features(
+                spark, sub_entity, feature_repo=repo, features=[f"stats_7d:{f}" for f in FEATURES])), args.runs)
+            t_limit = timed(lambda: noop(the_limit(spark, f_path, e_path, args.partitions)), args.runs)
+            print(f"| {sub.entity_rows + sub.feature_rows:,} | {t_ours:.1f} | {t_limit:.1f} | {t_ours / t_limit:.2f}x |")
+            factor *= 2
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The training-set job end to end: split index + Feast definitions (SparkSource tables resolved
+through our lakeFS catalog) at a pinned commit, written with a fingerprint."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import datetime, timedelta
+
+import pytest
+from chispa import assert_df_equality
+
+from mlv_spark.catalogs import load_catalog
+from mlv_spark.errors import FeatureDefinitionError, InvalidInputError, SplitVersionError
+from mlv_spark.fingerprint import content_fingerprint
+from mlv_spark.split_index import SplitParams
+from mlv_spark.split_versions import compute_split_version
+from mlv_spark.tables import Tables
+from mlv_spark.training import get_historical_features
+from mlv_spark.training_sets import build_training_set, entity_rows
+
+from tests.integration.helpers import run_job
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2024, 3, 1)
+
+FEATURE_REPO = """
+from datetime import timedelta
+from feast import Entity, FeatureService, FeatureView, Field
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast.types import Float64, Int64
+
+user = Entity(name="user", join_keys=["user_id"])
+user_stats_source = SparkSource(name="user_stats_source", table="features.user_stats",
+                                timestamp_field="event_timestamp", created_timestamp_column="created")
+user_stats = FeatureView(name="user_stats", entities=[user], ttl=timedelta(days=10),
+                         schema=[Field(name="spend_7d", dtype=Float64), Field(name="n_txn", dtype=Int64)],
+                         source=user_stats_source)
+fraud_model = FeatureService(name="fraud_model", features=[user_stats])
+"""
+
+
+@pytest.fixture()
+def stack(spark, settings, lakefs_repo, tmp_path):
+    """Entities, features and a split version committed on main, and a Feast repo on disk."""
+    entities = spark.createDataFrame(
+        [(u, T0 + timedelta(days=5 + u % 7), u % 4 == 0) for u in range(120)],
+        "user_id long, event_timestamp timestamp, label boolean")
+    features = spark.createDataFrame(
+        [(u, T0 + timedelta(days=d), T0 + timedelta(days=d, minutes=1), float(u * 100 + d), u + d)
+         for u in range(0, 120, 2) for d in range(0, 14, 3)],
+        "user_id long, event_timestamp timestamp, created timestamp, spend_7d double, n_txn long")
+    catalog = load_catalog("lakefs", settings).for_repository(lakefs_repo.repository).activate(spark)
+    tables = Tables(spark, catalog, lakefs_repo)
+    tables.write(entities, "features.labels", "main")
+    tables.write(features, "features.user_stats", "main")
+    lakefs_repo.commit("main", "entities and features")
+    compute_split_version(spark, tables, lakefs_repo, SplitParams(
+        source_table="features.labels", source_ref="main", entity_key=("user_id",),
+        time_column="event_timestamp", ratios={"train": 0.7, "val": 0.15, "test": 0.15}, seed=3,
+        stratify_by=("label",)), "v1", "main", measure_storage=False)
+    repo_dir = tmp_path / "feature_repo"
+    repo_dir.mkdir()
+    (repo_dir / "feature_store.yaml").write_text(textwrap.dedent("""\
+        project: fraud
+        registry: data/registry.db
+        provider: local
+        offline_store:
+          type: spark
+        entity_key_serialization_version: 3
+        """))
+    (repo_dir / "features.py").write_text(FEATURE_REPO)
+    return tables, repo_dir
+
+
+def test_training_set_job_is_pinned_filtered_and_fingerprinted(spark, stack, tmp_path):
+    tables, repo_dir = stack
+    lk = tables.lakefs
+    commit = lk.resolve("main")
+    result = run_job("build_training_set", "--repository", lk.repository, "--feature-repo", str(repo_dir),
+                     "--feature-service", "fraud_model", "--ref", "main", "--split-version", "v1",
+                     "--splits", "train,val", "--output", f"lakefs://{lk.repository}/main/training_sets/fraud")
+    assert result.returncode == 0, result.output[-3000:]
+    lineage = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+    assert lineage["lakefs_commit"] == commit and lineage["lakefs_ref"] == "main"
+    assert lineage["features"] == ["user_stats:spend_7d", "user_stats:n_txn"]
+    assert lineage["feast_feature_service"] == "fraud_model"
+    assert set(lineage["split_counts"]) == {"train", "val"}
+
+    written = spark.read.parquet(f"s3a://{lk.repository}/{lineage['output_commit']}/training_sets/fraud")
+    assert content_fingerprint(written).digest == lineage["fingerprint"]
+    entities, _ = entity_rows(tables, commit, "v1", ["train", "val"])
+    assert written.count() == entities.count() == lineage["row_count"]
+    expected = get_historical_features(
+        spark, entities, feature_repo=repo_dir, features="fraud_model",
+        table_resolver=lambda name: tables.catalog.table(name, commit).identifier)
+    assert_df_equality(written, expected, ignore_row_order=True, ignore_nullable=True)
+    manifest = json.loads(lk.read_object(lineage["output_commit"], "training_sets/fraud/_mlv_training_set.json"))
+    assert manifest["fingerprint"] == lineage["fingerprint"]
+
+    # main moves on (new feature rows); the same commit still yields the same training set.
+    more = spark.createDataFrame([(0, T0, T0 + timedelta(hours=1), -1.0, -1)],
+                                 "user_id long, event_timestamp timestamp, created timestamp, spend_7d double, n_txn long")
+    tables.write(more, "features.user_stats", "main", mode="append")
+    lk.commit("main", "late correction")
+    again = build_training_set(spark, tables, lk, feature_repo=repo_dir, features="fraud_model", ref=commit,
+                               split_version="v1", splits=["train", "val"], output=str(tmp_path / "again"))
+    assert again.fingerprint == lineage["fingerprint"]
+    moved = build_training_set(spark, tables, lk, feature_repo=repo_dir, features="fraud_model", ref="main",
+                               split_version="v1", splits=["train", "val"], output=str(tmp_path / "moved"))
+    assert moved.lakefs_commit != commit
+
+
+def test_bad_requests_are_clear_errors_that_write_nothing(spark, stack, tmp_path):
+    tables, repo_dir = stack
+    lk = tables.lakefs
+    head = lk.resolve("main")
+    common = dict(feature_repo=repo_dir, ref="main", output=f"lakefs://{lk.repository}/main/ts/x")
+    with pytest.raises(FeatureDefinitionError, match="no_such_service"):
+        build_training_set(spark, tables, lk, features="no_such_service", split_version="v1", splits=["train"], **common)
+    with pytest.raises(SplitVersionError, match="unknown split version 'v9'"):
+        build_training_set(spark, tables, lk, features="fraud_model", split_version="v9", splits=["train"], **common)
+    with pytest.raises(InvalidInputError, match="holdout"):
+        build_training_set(spark, tables, lk, features="fraud_model", split_version="v1", splits=["holdout"], **common)
+    assert lk.resolve("main") == head and lk.uncommitted("main") == []
+
+    missing_ref = run_job("build_training_set", "--repository", lk.repository, "--feature-repo", str(repo_dir),
+                          "--feature-service", "fraud_model", "--ref", "no-such-ref", "--split-version", "v1",
+                          "--output", str(tmp_path / "out"))
+    assert missing_ref.returncode == 2 and "no-such-ref does not exist" in missing_ref.output
+    assert not (tmp_path / "out").exists()
