@@ -1,7 +1,10 @@
-"""Demo: the embedded local stack end to end.
+"""Demo: the whole flow on the embedded local stack.
 
-Creates the lakeFS repository, writes an Iceberg table on `main` through Spark and lakeFS's
-S3 gateway, commits, reads it back at the commit, and prints where everything is.
+1. synthetic labels and features committed as Iceberg tables on lakeFS `main`
+2. a stratified split version in the split index table (no feature data copied)
+3. a point-in-time training set from the Feast repo in examples/feature_repo, read at the
+   pinned commit, written to lakeFS with its fingerprint
+Rerunning is safe: existing tables and the split version are reused.
 """
 
 from __future__ import annotations
@@ -11,34 +14,64 @@ from mlv_spark.cli import job_parser, run, step
 from mlv_spark.config import load_settings
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.session import build_session
+from mlv_spark.split_index import SplitParams
+from mlv_spark.split_versions import compute_split_version
+from mlv_spark.synthetic import labelled_events, user_profile, user_stats
 from mlv_spark.tables import Tables
+from mlv_spark.training_sets import build_training_set
+
+SPLIT_VERSION = "v1_stratified_80_10_10"
 
 
 def main(argv: list[str]) -> int:
-    args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20_000, help="synthetic users (default 20000)")
+    parser.add_argument("--repository", help="lakeFS repository (default: the profile's)")
+    args = parser.parse_args(argv)
     settings = load_settings(args.profile)
-    lakefs = LakeFS(settings.lakefs)
+    lakefs = LakeFS(settings.lakefs, args.repository)
+    main_branch = settings.lakefs.default_branch
     with step("lakeFS repository"):
         lakefs.ensure_repository()
     spark = build_session(settings, "mlv-spark-demo")
-    tables = Tables(spark, load_catalog("lakefs", settings), lakefs)
+    catalog = load_catalog("lakefs", settings)
+    if args.repository:
+        catalog = catalog.for_repository(lakefs.repository).activate(spark)
+    tables = Tables(spark, catalog, lakefs)
 
-    with step("write demo.hello on main"):
-        df = spark.createDataFrame(
-            [(1, "ada", 0.5), (2, "grace", 1.5), (3, "alan", 2.5)], "user_id long, name string, score double"
-        )
-        table = tables.write(df, "demo.hello", settings.lakefs.default_branch, mode="overwrite")
-        commit = lakefs.commit(settings.lakefs.default_branch, "demo: write demo.hello", {"job": "demo"})
-    with step("read back at the commit"):
-        back = tables.read("demo.hello", commit)
-        rows = back.orderBy("user_id").collect()
-    assert len(rows) == 3, rows
+    with step("synthetic feature tables on main"):
+        wrote = False
+        for name, frame in (("features.labels", labelled_events(spark, args.users)),
+                            ("features.user_stats", user_stats(spark, args.users)),
+                            ("features.user_profile", user_profile(spark, args.users))):
+            if not tables.exists(name, main_branch):
+                tables.write(frame, name, main_branch)
+                wrote = True
+        if wrote:
+            lakefs.commit(main_branch, "demo: synthetic labels and features", {"job": "demo", "users": args.users})
+
+    with step("split version"):
+        split_report = compute_split_version(spark, tables, lakefs, SplitParams(
+            source_table="features.labels", source_ref=main_branch, entity_key=("user_id",),
+            time_column="event_timestamp", ratios={"train": 0.8, "val": 0.1, "test": 0.1}, seed=42,
+            stratify_by=("label",)), SPLIT_VERSION, main_branch, feature_table="features.user_stats")
+
+    with step("training set"):
+        lineage = build_training_set(
+            spark, tables, lakefs, feature_repo=settings.root / "examples" / "feature_repo",
+            features="fraud_model_v1", ref=main_branch, split_version=SPLIT_VERSION, splits=["train"],
+            output=f"lakefs://{lakefs.repository}/{main_branch}/training_sets/fraud_model_v1_train", overwrite=True)
 
     print()
-    print(f"lakeFS        {settings.lakefs.endpoint}  repository {lakefs.repository}")
-    print(f"commit        {commit}")
-    print(f"table         {table.identifier}  ({len(rows)} rows read back at {commit[:12]})")
-    print(f"data          s3a://{lakefs.repository}/{settings.lakefs.default_branch}/demo/hello/")
+    print(split_report.render())
+    print()
+    print(f"training set  {lineage.output}  ({lineage.row_count:,d} rows, commit {lineage.output_commit})")
+    print(f"  read at     {lineage.lakefs_ref} = {lineage.lakefs_commit}")
+    print(f"  features    {', '.join(lineage.features)}")
+    print(f"  fingerprint {lineage.fingerprint}")
+    print(f"  feast repo  {lineage.feast_repo_commit}")
+    print()
+    print(f"lakeFS        {settings.lakefs.endpoint}  (repository {lakefs.repository})")
     print(f"MLflow        {settings.mlflow.tracking_uri}")
     print(f"services dir  {settings.services.run_dir}")
     return 0

@@ -65,7 +65,7 @@ class SplitReport:
         strata = sorted({s for s, _, _ in self.per_stratum}, key=lambda s: (s is None, s or ""))
         if strata and strata != [None]:
             splits = list(self.totals)
-            lines.append("  stratum" + "".join(f"{s:>12}" for s in splits))
+            lines.append(f"  {'stratum':<20}" + "".join(f"{s:>12}" for s in splits))
             counts = {(s, sp): c for s, sp, c in self.per_stratum}
             for stratum in strata[:max_strata]:
                 lines.append(f"  {str(stratum)[:20]:<20}" + "".join(f"{counts.get((stratum, sp), 0):>12,d}" for sp in splits))
@@ -153,6 +153,7 @@ def compute_split_version(
     assigned = assign_splits(source, previous=previous, **params.assign_kwargs())
     index = build_index(assigned, params, version).cache()
     totals, per_stratum = split_counts(index)
+    totals = {name: totals[name] for name in params.ratios if name in totals}
     if not totals:
         raise InvalidInputError(f"{params.source_table}@{params.source_ref} yielded no rows to split")
     log.info("splits: assigned %d rows in %.1fs", sum(totals.values()), time.monotonic() - started)

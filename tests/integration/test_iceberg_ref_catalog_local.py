@@ -10,9 +10,9 @@ a directory ``<tmp>/<repo>/<ref>/`` and the catalog's root-uri-template is
 
 The point of every test: Iceberg metadata written through LakeFSRefCatalog holds only
 ref-relative paths, so a table keeps working after it is merged into another ref and the ref it
-was written on is gone. Runs locally, without a lakeFS server; needs the Iceberg Spark runtime in
-.cache/jars and the catalog jar built by `make bootstrap`
-(mvn -B -q -Dmaven.repo.local=.cache/m2 -f java/lakefs-iceberg-catalog/pom.xml package).
+was written on is gone. No lakeFS server is needed: the module registers its own file-backed
+catalogs (`reflocal`, `reflocal_pfx`) on the shared test session, whose class path must hold the
+Iceberg Spark runtime and the catalog jar from `make bootstrap` (.cache/jars).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
-import sys
 import tomllib
 import zlib
 from datetime import datetime, timedelta, timezone
@@ -29,11 +28,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
+from py4j.java_gateway import JavaClass
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ref_catalogs")]
+
 ROOT = Path(__file__).resolve().parents[2]
-CATALOG_JAR = ROOT / "java" / "lakefs-iceberg-catalog" / "target" / "mlv-lakefs-iceberg-0.1.0.jar"
+CATALOG_JAR_NAME = "mlv-lakefs-iceberg-0.1.0.jar"
+CATALOG, PREFIXED = "reflocal", "reflocal_pfx"  # catalog names used by this module only
 REPO = "mlvrepo"
 SCHEMA = "id INT, label STRING"
 
@@ -162,50 +165,35 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
 
 
 @pytest.fixture(scope="module")
-def spark(lake: Lake):
-    iceberg_jar = _iceberg_runtime_jar()
-    missing = [str(j) for j in (iceberg_jar, CATALOG_JAR) if not j.is_file()]
-    if missing:
+def ref_catalogs(spark: SparkSession, lake: Lake):
+    """Registers the file-backed ref catalogs on the shared session (the JVM and its class path
+    are shared by the whole pytest process; Spark accepts new catalogs at runtime)."""
+    if not isinstance(spark._jvm.io.mlvspark.iceberg.LakeFSRefCatalog, JavaClass) or not isinstance(
+        spark._jvm.org.apache.iceberg.spark.SparkCatalog, JavaClass
+    ):
         pytest.fail(
-            f"missing jar(s): {', '.join(missing)} - run `make bootstrap` (fetches the pinned jars"
-            " and builds java/lakefs-iceberg-catalog with Maven)",
+            f"io.mlvspark.iceberg.LakeFSRefCatalog or the Iceberg Spark runtime is not on the Spark class"
+            f" path ({CATALOG_JAR_NAME}, {_iceberg_runtime_jar().name} in .cache/jars): run `make bootstrap`"
+            " (fetches the pinned jars and builds java/lakefs-iceberg-catalog with Maven)",
             pytrace=False,
         )
-    # A session started elsewhere in this process without our jars cannot load the catalog.
-    active = SparkSession.getActiveSession()
-    if active is not None and str(CATALOG_JAR) not in active.conf.get("spark.jars", ""):
-        active.stop()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("mlv-iceberg-ref-catalog")
-        .config("spark.jars", f"{iceberg_jar},{CATALOG_JAR}")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.default.parallelism", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "2g")
-        # short-lived test JVM: C1 only starts and runs small jobs faster
-        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-        .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
-        .config("spark.sql.catalog.lakefs", "org.apache.iceberg.spark.SparkCatalog")
-        .config("spark.sql.catalog.lakefs.catalog-impl", "io.mlvspark.iceberg.LakeFSRefCatalog")
-        .config("spark.sql.catalog.lakefs.lakefs.repository", REPO)
-        .config("spark.sql.catalog.lakefs.lakefs.root-uri-template", f"file://{lake.root}/{{repo}}/{{ref}}")
+    if "IcebergSparkSessionExtensions" not in spark.conf.get("spark.sql.extensions", ""):
+        pytest.fail("the Spark session lacks IcebergSparkSessionExtensions: run `make bootstrap`", pytrace=False)
+    root = f"file://{lake.root}/{{repo}}/{{ref}}"
+    for name, prefix in ((CATALOG, None), (PREFIXED, "warehouse/iceberg")):
+        key = f"spark.sql.catalog.{name}"
+        spark.conf.set(key, "org.apache.iceberg.spark.SparkCatalog")
+        spark.conf.set(f"{key}.catalog-impl", "io.mlvspark.iceberg.LakeFSRefCatalog")
+        spark.conf.set(f"{key}.lakefs.repository", REPO)
+        spark.conf.set(f"{key}.lakefs.root-uri-template", root)
         # branches change outside this session (merges, other writers): no stale cached tables
-        .config("spark.sql.catalog.lakefs.cache-enabled", "false")
-        # same repository, tables under a path prefix inside each ref
-        .config("spark.sql.catalog.lakefs_pfx", "org.apache.iceberg.spark.SparkCatalog")
-        .config("spark.sql.catalog.lakefs_pfx.catalog-impl", "io.mlvspark.iceberg.LakeFSRefCatalog")
-        .config("spark.sql.catalog.lakefs_pfx.lakefs.repository", REPO)
-        .config("spark.sql.catalog.lakefs_pfx.lakefs.root-uri-template", f"file://{lake.root}/{{repo}}/{{ref}}")
-        .config("spark.sql.catalog.lakefs_pfx.lakefs.prefix", "warehouse/iceberg")
-        .config("spark.sql.catalog.lakefs_pfx.cache-enabled", "false")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+        spark.conf.set(f"{key}.cache-enabled", "false")
+        if prefix:
+            spark.conf.set(f"{key}.lakefs.prefix", prefix)
+    partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "1")  # tiny tables: fewer tasks, faster MERGE
+    yield
+    spark.conf.set("spark.sql.shuffle.partitions", partitions)
 
 
 def rows(spark: SparkSession, data: list[tuple[int, str]]) -> DataFrame:
@@ -224,9 +212,13 @@ def assert_rows(spark: SparkSession, table: str, expected: list[tuple[int, str]]
 
 
 def create_table(spark: SparkSession, table: str, data: list[tuple[int, str]], props: str = "") -> None:
+    """CREATE TABLE … AS SELECT: one job, one commit."""
     tblprops = f" TBLPROPERTIES ({props})" if props else ""
-    spark.sql(f"CREATE TABLE {table} ({SCHEMA}) USING iceberg{tblprops}")
-    rows(spark, data).writeTo(table).append()
+    values = ", ".join(f"({i}, '{label}')" for i, label in data)
+    spark.sql(
+        f"CREATE TABLE {table} USING iceberg{tblprops} AS"
+        f" SELECT CAST(id AS INT) id, CAST(label AS STRING) label FROM VALUES {values} AS v(id, label)"
+    )
 
 
 BASE = [(1, "cat"), (2, "dog"), (3, "eel")]
@@ -237,30 +229,30 @@ BASE = [(1, "cat"), (2, "dog"), (3, "eel")]
 
 
 def test_create_insert_read_on_main(spark: SparkSession, lake: Lake) -> None:
-    create_table(spark, "lakefs.main.ml.t1", BASE)
-    spark.sql("INSERT INTO lakefs.main.ml.t1 VALUES (4, 'fox')")
+    create_table(spark, "reflocal.main.ml.t1", BASE)
+    spark.sql("INSERT INTO reflocal.main.ml.t1 VALUES (4, 'fox')")
 
-    assert_rows(spark, "lakefs.main.ml.t1", [*BASE, (4, "fox")])
+    assert_rows(spark, "reflocal.main.ml.t1", [*BASE, (4, "fox")])
     table_dir = lake.ref_dir("main") / "ml" / "t1"
     pointer = (table_dir / "metadata" / "version-hint.text").read_text()
     assert pointer.startswith("ml/t1/metadata/") and pointer.endswith(".metadata.json")
     assert (lake.ref_dir("main") / pointer).is_file()
     assert list((table_dir / "data").glob("*.parquet"))
-    location = spark.sql("DESCRIBE TABLE EXTENDED lakefs.main.ml.t1").where("col_name = 'Location'")
+    location = spark.sql("DESCRIBE TABLE EXTENDED reflocal.main.ml.t1").where("col_name = 'Location'")
     assert location.first()["data_type"] == "ml/t1"
 
 
 def test_branch_writes_do_not_touch_main(spark: SparkSession, lake: Lake) -> None:
-    create_table(spark, "lakefs.main.ml.t2", BASE)
+    create_table(spark, "reflocal.main.ml.t2", BASE)
     lake.branch("main", "exp2")
     main_files_before = lake.files("main", "ml/t2")
 
-    spark.sql("INSERT INTO lakefs.exp2.ml.t2 VALUES (10, 'new')")
-    assert_rows(spark, "lakefs.exp2.ml.t2", [*BASE, (10, "new")])
-    rows(spark, [(20, "only")]).writeTo("lakefs.exp2.ml.t2").overwritePartitions()
-    assert_rows(spark, "lakefs.exp2.ml.t2", [(20, "only")])
+    spark.sql("INSERT INTO reflocal.exp2.ml.t2 VALUES (10, 'new')")
+    assert_rows(spark, "reflocal.exp2.ml.t2", [*BASE, (10, "new")])
+    rows(spark, [(20, "only")]).writeTo("reflocal.exp2.ml.t2").overwritePartitions()
+    assert_rows(spark, "reflocal.exp2.ml.t2", [(20, "only")])
 
-    assert_rows(spark, "lakefs.main.ml.t2", BASE)
+    assert_rows(spark, "reflocal.main.ml.t2", BASE)
     # with absolute paths the branch's writes would land under main's prefix
     assert lake.files("main", "ml/t2") == main_files_before
     assert any(p.name.endswith(".parquet") for p in lake.files("exp2", "ml/t2/data"))
@@ -268,11 +260,11 @@ def test_branch_writes_do_not_touch_main(spark: SparkSession, lake: Lake) -> Non
 
 def test_recorded_paths_are_ref_relative(spark: SparkSession, lake: Lake) -> None:
     mor = "'format-version'='2', 'write.delete.mode'='merge-on-read'"
-    create_table(spark, "lakefs.main.ml.t3", BASE, mor)
+    create_table(spark, "reflocal.main.ml.t3", BASE, mor)
     lake.branch("main", "exp3")
-    spark.sql("INSERT INTO lakefs.exp3.ml.t3 VALUES (30, 'x'), (31, 'y')")
-    spark.sql("DELETE FROM lakefs.exp3.ml.t3 WHERE id IN (2, 30)")  # position deletes
-    assert_rows(spark, "lakefs.exp3.ml.t3", [(1, "cat"), (3, "eel"), (31, "y")])
+    spark.sql("INSERT INTO reflocal.exp3.ml.t3 VALUES (30, 'x'), (31, 'y')")
+    spark.sql("DELETE FROM reflocal.exp3.ml.t3 WHERE id IN (2, 30)")  # position deletes
+    assert_rows(spark, "reflocal.exp3.ml.t3", [(1, "cat"), (3, "eel"), (31, "y")])
 
     seen = {"metadata.json": 0, "manifest list": 0, "manifest": 0, "position deletes": 0}
     for path in lake.files("exp3"):
@@ -294,25 +286,25 @@ def test_recorded_paths_are_ref_relative(spark: SparkSession, lake: Lake) -> Non
 
 
 def test_merge_then_delete_branch_then_read_at_tag(spark: SparkSession, lake: Lake) -> None:
-    create_table(spark, "lakefs.main.ml.t4", BASE)
+    create_table(spark, "reflocal.main.ml.t4", BASE)
     lake.branch("main", "exp4")
-    spark.sql("INSERT INTO lakefs.exp4.ml.t4 VALUES (40, 'merged')")
-    spark.sql("DELETE FROM lakefs.exp4.ml.t4 WHERE id = 1")
+    spark.sql("INSERT INTO reflocal.exp4.ml.t4 VALUES (40, 'merged')")
+    spark.sql("DELETE FROM reflocal.exp4.ml.t4 WHERE id = 1")
     expected = [(2, "dog"), (3, "eel"), (40, "merged")]
     # a table born on the branch: with absolute paths its metadata would name exp4
-    create_table(spark, "lakefs.exp4.ml.t4new", [(44, "born-on-branch")])
-    spark.sql("INSERT INTO lakefs.exp4.ml.t4new VALUES (45, 'second')")
+    create_table(spark, "reflocal.exp4.ml.t4new", [(44, "born-on-branch")])
+    spark.sql("INSERT INTO reflocal.exp4.ml.t4new VALUES (45, 'second')")
 
     lake.merge("exp4", "main")
     lake.delete_branch("exp4")
-    assert_rows(spark, "lakefs.main.ml.t4", expected)
-    assert_rows(spark, "lakefs.main.ml.t4new", [(44, "born-on-branch"), (45, "second")])
+    assert_rows(spark, "reflocal.main.ml.t4", expected)
+    assert_rows(spark, "reflocal.main.ml.t4new", [(44, "born-on-branch"), (45, "second")])
 
     # a tag is a frozen copy: later writes to main are invisible at the tag
     lake.tag("main", "v4")
-    spark.sql("INSERT INTO lakefs.main.ml.t4 VALUES (41, 'after-tag')")
-    assert_rows(spark, "lakefs.v4.ml.t4", expected)
-    assert_rows(spark, "lakefs.main.ml.t4", [*expected, (41, "after-tag")])
+    spark.sql("INSERT INTO reflocal.main.ml.t4 VALUES (41, 'after-tag')")
+    assert_rows(spark, "reflocal.v4.ml.t4", expected)
+    assert_rows(spark, "reflocal.main.ml.t4", [*expected, (41, "after-tag")])
 
 
 @pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
@@ -322,14 +314,13 @@ def test_row_level_operations_on_a_branch(spark: SparkSession, lake: Lake, mode:
     props = ", ".join(
         [f"'write.{op}.mode'='{mode}'" for op in ("delete", "update", "merge")] + ["'format-version'='2'"]
     )
-    create_table(spark, f"lakefs.main.ml.{table}", BASE, props)
+    create_table(spark, f"reflocal.main.ml.{table}", BASE, props)
     lake.branch("main", branch)
     main_files = lake.files("main", f"ml/{table}")
-    on_branch = f"lakefs.{branch}.ml.{table}"
+    on_branch = f"reflocal.{branch}.ml.{table}"
 
     spark.sql(f"DELETE FROM {on_branch} WHERE id = 2")
-    spark.sql(f"UPDATE {on_branch} SET label = 'EEL' WHERE id = 3")
-    rows(spark, [(1, "CAT"), (7, "yak")]).createOrReplaceTempView("changes")
+    rows(spark, [(1, "CAT"), (3, "EEL"), (7, "yak")]).createOrReplaceTempView("changes")
     spark.sql(
         f"""MERGE INTO {on_branch} t USING changes s ON t.id = s.id
             WHEN MATCHED THEN UPDATE SET t.label = s.label
@@ -338,7 +329,7 @@ def test_row_level_operations_on_a_branch(spark: SparkSession, lake: Lake, mode:
     expected = [(1, "CAT"), (3, "EEL"), (7, "yak")]
     assert_rows(spark, on_branch, expected)
     assert lake.files("main", f"ml/{table}") == main_files, "row-level ops on the branch touched main"
-    assert_rows(spark, f"lakefs.main.ml.{table}", BASE)
+    assert_rows(spark, f"reflocal.main.ml.{table}", BASE)
 
     delete_files = spark.table(f"{on_branch}.delete_files").select("file_path").collect()
     if mode == "merge-on-read":
@@ -349,94 +340,94 @@ def test_row_level_operations_on_a_branch(spark: SparkSession, lake: Lake, mode:
 
     lake.merge(branch, "main")
     lake.delete_branch(branch)
-    assert_rows(spark, f"lakefs.main.ml.{table}", expected)
+    assert_rows(spark, f"reflocal.main.ml.{table}", expected)
     # the position deletes really are applied (not just hidden by a rewrite)
-    assert spark.table(f"lakefs.main.ml.{table}").where("id = 2").count() == 0
+    assert spark.table(f"reflocal.main.ml.{table}").where("id = 2").count() == 0
 
 
 def test_namespaces_listing_and_missing_tables(spark: SparkSession, lake: Lake) -> None:
-    create_table(spark, "lakefs.main.ml.t6a", BASE[:1])
-    create_table(spark, "lakefs.main.ml.t6b", BASE[:1])
+    create_table(spark, "reflocal.main.ml.t6a", BASE[:1])
+    create_table(spark, "reflocal.main.ml.t6b", BASE[:1])
 
-    tables = {r.tableName for r in spark.sql("SHOW TABLES IN lakefs.main.ml").collect()}
+    tables = {r.tableName for r in spark.sql("SHOW TABLES IN reflocal.main.ml").collect()}
     assert {"t6a", "t6b"} <= tables
     assert not {"data", "metadata"} & tables
 
-    spark.sql("CREATE NAMESPACE lakefs.main.newns")
+    spark.sql("CREATE NAMESPACE reflocal.main.newns")
     assert (lake.ref_dir("main") / "newns" / ".iceberg-namespace.properties").is_file()
-    namespaces = {r.namespace for r in spark.sql("SHOW NAMESPACES IN lakefs.main").collect()}
+    namespaces = {r.namespace for r in spark.sql("SHOW NAMESPACES IN reflocal.main").collect()}
     assert {"main.ml", "main.newns"} <= namespaces
     assert not {n for n in namespaces if n.startswith("main.ml.")}, "tables are not namespaces"
-    assert spark.sql("SHOW TABLES IN lakefs.main.newns").count() == 0
+    assert spark.sql("SHOW TABLES IN reflocal.main.newns").count() == 0
     with pytest.raises(AnalysisException, match="(?i)already exists"):
-        spark.sql("CREATE NAMESPACE lakefs.main.newns")
-    spark.sql("CREATE NAMESPACE IF NOT EXISTS lakefs.main.newns")
+        spark.sql("CREATE NAMESPACE reflocal.main.newns")
+    spark.sql("CREATE NAMESPACE IF NOT EXISTS reflocal.main.newns")
     with pytest.raises(Exception, match="Namespace 'ml' at lakeFS ref 'main' .* is not empty"):
-        spark.sql("DROP NAMESPACE lakefs.main.ml")
-    spark.sql("DROP NAMESPACE lakefs.main.newns")
-    assert "main.newns" not in {r.namespace for r in spark.sql("SHOW NAMESPACES IN lakefs.main").collect()}
+        spark.sql("DROP NAMESPACE reflocal.main.ml")
+    spark.sql("DROP NAMESPACE reflocal.main.newns")
+    assert "main.newns" not in {r.namespace for r in spark.sql("SHOW NAMESPACES IN reflocal.main").collect()}
 
     with pytest.raises(AnalysisException, match=r"main.*ml.*missing_table"):
-        spark.table("lakefs.main.ml.missing_table").collect()
+        spark.table("reflocal.main.ml.missing_table").collect()
     with pytest.raises(AnalysisException, match=r"no_such_ref.*ml.*t6a"):
-        spark.table("lakefs.no_such_ref.ml.t6a").collect()
+        spark.table("reflocal.no_such_ref.ml.t6a").collect()
     with pytest.raises(Exception, match="at least one more namespace level"):
-        spark.sql(f"CREATE TABLE lakefs.main.no_namespace ({SCHEMA}) USING iceberg")
+        spark.sql(f"CREATE TABLE reflocal.main.no_namespace ({SCHEMA}) USING iceberg")
 
     # DROP TABLE removes the pointer only; the files stay and the table can be registered again
     t6a = lake.ref_dir("main") / "ml" / "t6a"
     last_metadata = (t6a / "metadata" / "version-hint.text").read_text()
-    spark.sql("DROP TABLE lakefs.main.ml.t6a")
-    assert "t6a" not in {r.tableName for r in spark.sql("SHOW TABLES IN lakefs.main.ml").collect()}
+    spark.sql("DROP TABLE reflocal.main.ml.t6a")
+    assert "t6a" not in {r.tableName for r in spark.sql("SHOW TABLES IN reflocal.main.ml").collect()}
     assert list((t6a / "data").glob("*.parquet"))
-    spark.sql(f"CALL lakefs.system.register_table(table => 'main.ml.t6a', metadata_file => '{last_metadata}')")
-    assert_rows(spark, "lakefs.main.ml.t6a", BASE[:1])
+    spark.sql(f"CALL reflocal.system.register_table(table => 'main.ml.t6a', metadata_file => '{last_metadata}')")
+    assert_rows(spark, "reflocal.main.ml.t6a", BASE[:1])
     # DROP TABLE ... PURGE deletes every file through the FileIO (relative paths resolved)
-    spark.sql("DROP TABLE lakefs.main.ml.t6b PURGE")
+    spark.sql("DROP TABLE reflocal.main.ml.t6b PURGE")
     assert not [p for p in (lake.ref_dir("main") / "ml" / "t6b").rglob("*") if p.is_file()]
-    assert "t6b" not in {r.tableName for r in spark.sql("SHOW TABLES IN lakefs.main.ml").collect()}
+    assert "t6b" not in {r.tableName for r in spark.sql("SHOW TABLES IN reflocal.main.ml").collect()}
 
 
 def test_time_travel_within_a_ref(spark: SparkSession, lake: Lake) -> None:
     # created on a branch, so every snapshot was written there; the branch is gone when we travel
     lake.branch("main", "exp7")
-    create_table(spark, "lakefs.exp7.ml.t7", BASE)
-    first = spark.sql("SELECT snapshot_id FROM lakefs.exp7.ml.t7.snapshots").first().snapshot_id
-    spark.sql("INSERT INTO lakefs.exp7.ml.t7 VALUES (70, 'later')")
+    create_table(spark, "reflocal.exp7.ml.t7", BASE)
+    first = spark.sql("SELECT snapshot_id FROM reflocal.exp7.ml.t7.snapshots").first().snapshot_id
+    spark.sql("INSERT INTO reflocal.exp7.ml.t7 VALUES (70, 'later')")
     lake.merge("exp7", "main")
     lake.delete_branch("exp7")
 
-    assert_rows(spark, "lakefs.main.ml.t7", [*BASE, (70, "later")])
+    assert_rows(spark, "reflocal.main.ml.t7", [*BASE, (70, "later")])
     assert_df_equality(
-        spark.sql(f"SELECT id, label FROM lakefs.main.ml.t7 VERSION AS OF {first}"),
+        spark.sql(f"SELECT id, label FROM reflocal.main.ml.t7 VERSION AS OF {first}"),
         rows(spark, BASE),
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    assert spark.sql("SELECT * FROM lakefs.main.ml.t7.history").count() == 2
+    assert spark.sql("SELECT * FROM reflocal.main.ml.t7.history").count() == 2
 
 
 def test_maintenance_procedures(spark: SparkSession, lake: Lake) -> None:
-    create_table(spark, "lakefs.main.ml.t8", BASE)
-    spark.sql("INSERT OVERWRITE lakefs.main.ml.t8 VALUES (80, 'a'), (81, 'b')")
+    create_table(spark, "reflocal.main.ml.t8", BASE)
+    spark.sql("INSERT OVERWRITE reflocal.main.ml.t8 VALUES (80, 'a'), (81, 'b')")
     data_dir = lake.ref_dir("main") / "ml" / "t8" / "data"
     old_files = {p.name for p in data_dir.glob("*.parquet")}
     future = (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
 
     expired = spark.sql(
-        f"CALL lakefs.system.expire_snapshots(table => 'main.ml.t8', older_than => TIMESTAMP '{future}',"
+        f"CALL reflocal.system.expire_snapshots(table => 'main.ml.t8', older_than => TIMESTAMP '{future}',"
         " retain_last => 1)"
     ).first()
     assert expired.deleted_data_files_count > 0
     assert len(list(data_dir.glob("*.parquet"))) < len(old_files)
-    assert_rows(spark, "lakefs.main.ml.t8", [(80, "a"), (81, "b")])
+    assert_rows(spark, "reflocal.main.ml.t8", [(80, "a"), (81, "b")])
 
     # remove_orphan_files works with prefix listing (paths come back ref-relative)
     orphan = data_dir / "orphan-00000.parquet"
     orphan.write_bytes(b"not referenced")
     os.utime(orphan, (946684800, 946684800))  # 2000-01-01: older than the procedure's 24 h minimum
     found = spark.sql(
-        "CALL lakefs.system.remove_orphan_files(table => 'main.ml.t8', older_than => TIMESTAMP '2001-01-01',"
+        "CALL reflocal.system.remove_orphan_files(table => 'main.ml.t8', older_than => TIMESTAMP '2001-01-01',"
         " prefix_listing => true, dry_run => true)"
     ).collect()
     assert [r.orphan_file_location for r in found] == ["ml/t8/data/orphan-00000.parquet"]
@@ -444,10 +435,10 @@ def test_maintenance_procedures(spark: SparkSession, lake: Lake) -> None:
 
 def test_optimistic_concurrency(spark: SparkSession) -> None:
     """A commit based on stale metadata fails (CommitFailedException); Iceberg's retry succeeds."""
-    create_table(spark, "lakefs.main.ml.t9", BASE[:1])
+    create_table(spark, "reflocal.main.ml.t9", BASE[:1])
     jvm, jss = spark._jvm, spark._jsparkSession
     load = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable
-    writer_a, writer_b = load(jss, "lakefs.main.ml.t9"), load(jss, "lakefs.main.ml.t9")
+    writer_a, writer_b = load(jss, "reflocal.main.ml.t9"), load(jss, "reflocal.main.ml.t9")
     ops_b = writer_b.operations()
     base_b = ops_b.current()
 
@@ -457,20 +448,20 @@ def test_optimistic_concurrency(spark: SparkSession) -> None:
         ops_b.commit(base_b, stale)
 
     writer_b.updateProperties().set("writer.b", "2").commit()  # refreshes and retries
-    props = dict(spark.sql("SHOW TBLPROPERTIES lakefs.main.ml.t9").collect())
+    props = dict(spark.sql("SHOW TBLPROPERTIES reflocal.main.ml.t9").collect())
     assert props["writer.a"] == "1" and props["writer.b"] == "2"
     with pytest.raises(AnalysisException, match="(?i)already exists"):
-        spark.sql(f"CREATE TABLE lakefs.main.ml.t9 ({SCHEMA}) USING iceberg")
+        spark.sql(f"CREATE TABLE reflocal.main.ml.t9 ({SCHEMA}) USING iceberg")
 
 
 def test_path_prefix_inside_the_ref(spark: SparkSession, lake: Lake) -> None:
     lake.branch("main", "exp10")
-    create_table(spark, "lakefs_pfx.exp10.ml.t10", BASE[:2])
+    create_table(spark, "reflocal_pfx.exp10.ml.t10", BASE[:2])
     table_dir = lake.ref_dir("exp10") / "warehouse" / "iceberg" / "ml" / "t10"
     assert (table_dir / "metadata" / "version-hint.text").read_text().startswith("warehouse/iceberg/ml/t10/metadata/")
-    assert [r.tableName for r in spark.sql("SHOW TABLES IN lakefs_pfx.exp10.ml").collect()] == ["t10"]
+    assert [r.tableName for r in spark.sql("SHOW TABLES IN reflocal_pfx.exp10.ml").collect()] == ["t10"]
     lake.merge("exp10", "main")
     lake.delete_branch("exp10")
-    assert_rows(spark, "lakefs_pfx.main.ml.t10", BASE[:2])
+    assert_rows(spark, "reflocal_pfx.main.ml.t10", BASE[:2])
     # paths are relative to the ref root, so the prefix-less catalog reaches the same table
-    assert_rows(spark, "lakefs.main.warehouse.iceberg.ml.t10", BASE[:2])
+    assert_rows(spark, "reflocal.main.warehouse.iceberg.ml.t10", BASE[:2])
