@@ -41,7 +41,7 @@ catalog-jar: $(CATALOG_JAR)
 $(CATALOG_JAR): $(CATALOG_SRC) | venv
 	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to build java/lakefs-iceberg-catalog" >&2; exit 1; }
 	@echo "catalog-jar: building java/lakefs-iceberg-catalog (Iceberg $(ICEBERG_VERSION))"
-	@mvn -B -q -f java/lakefs-iceberg-catalog/pom.xml -Dmaven.repo.local=$(CURDIR)/.cache/m2 \
+	@mvn -B -q -Dstyle.color=never -f java/lakefs-iceberg-catalog/pom.xml -Dmaven.repo.local=$(CURDIR)/.cache/m2 \
 		-Diceberg.version=$(ICEBERG_VERSION) -DskipTests package
 	@mkdir -p .cache/jars && cp java/lakefs-iceberg-catalog/target/mlv-lakefs-iceberg-0.1.0.jar $@
 

@@ -196,10 +196,14 @@ def ref_catalogs(spark: SparkSession, lake: Lake):
     spark.conf.set("spark.sql.shuffle.partitions", partitions)
 
 
+def values_query(data: list[tuple[int, str]]) -> str:
+    values = ", ".join(f"({i}, '{label}')" for i, label in data)
+    return f"SELECT CAST(id AS INT) id, CAST(label AS STRING) label FROM VALUES {values} AS v(id, label)"
+
+
 def rows(spark: SparkSession, data: list[tuple[int, str]]) -> DataFrame:
     """A DataFrame of (id, label) rows built in the JVM (no Python worker start-up)."""
-    values = ", ".join(f"({i}, '{label}')" for i, label in data)
-    return spark.sql(f"SELECT CAST(id AS INT) id, CAST(label AS STRING) label FROM VALUES {values} AS v(id, label)")
+    return spark.sql(values_query(data))
 
 
 def assert_rows(spark: SparkSession, table: str, expected: list[tuple[int, str]]) -> None:
@@ -214,11 +218,7 @@ def assert_rows(spark: SparkSession, table: str, expected: list[tuple[int, str]]
 def create_table(spark: SparkSession, table: str, data: list[tuple[int, str]], props: str = "") -> None:
     """CREATE TABLE … AS SELECT: one job, one commit."""
     tblprops = f" TBLPROPERTIES ({props})" if props else ""
-    values = ", ".join(f"({i}, '{label}')" for i, label in data)
-    spark.sql(
-        f"CREATE TABLE {table} USING iceberg{tblprops} AS"
-        f" SELECT CAST(id AS INT) id, CAST(label AS STRING) label FROM VALUES {values} AS v(id, label)"
-    )
+    spark.sql(f"CREATE TABLE {table} USING iceberg{tblprops} AS {values_query(data)}")
 
 
 BASE = [(1, "cat"), (2, "dog"), (3, "eel")]

@@ -344,7 +344,7 @@ public class LakeFSRefCatalog extends BaseMetastoreCatalog
 
   @Override
   protected String defaultWarehouseLocation(TableIdentifier id) {
-    return fileIO(ref(id.namespace())).resolve(relativeTableLocation(id));
+    return relativeTableLocation(id);
   }
 
   @Override
