@@ -56,6 +56,7 @@ _TIME, _NANOS, _KIND = "__mlv_t", "__mlv_tn", "__mlv_kind"
 _CREATED, _CREATED_NANOS, _TIE = "__mlv_c", "__mlv_cn", "__mlv_tb"
 _ENTITY, _BUCKET = "__mlv_e", "__mlv_bucket"
 _FEATURE_ROW, _ENTITY_ROW = 0, 1
+_NULL_KEY_SPREAD = 64
 
 
 @dataclass(frozen=True)
@@ -572,10 +573,16 @@ class _HotKeys:
             ),
             F.col("__mlv_hot_n") - 1,
         ).cast(LongType())
+        # Entity rows with a null key match nothing; spread them instead of piling them up.
+        null_key = reduce(lambda a, b: a | b, [F.col(n).isNull() for n in self.key_names], F.lit(False))
+        spread = F.pmod(F.xxhash64(F.col(_TIME)), F.lit(_NULL_KEY_SPREAD))
         columns = union.columns
         return (
             union.join(self.table, on=self.key_names, how="left")
-            .withColumn(_BUCKET, F.coalesce(bucket, F.lit(0).cast(LongType())))
+            .withColumn(
+                _BUCKET,
+                F.when(null_key, spread).otherwise(F.coalesce(bucket, F.lit(0))).cast(LongType()),
+            )
             .select(*columns, _BUCKET, "__mlv_hot_n")
         )
 

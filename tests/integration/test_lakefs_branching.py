@@ -101,3 +101,25 @@ def test_merge_conflict_is_a_clear_error_and_leaves_main_unchanged(spark, tables
         lk.merge("exp-left", "main")
     assert lk.resolve("main") == main_head
     assert_rows(tables.read(TABLE, "main"), rows(spark, (1, "a"), (3, "main")))
+
+
+def test_tags_never_move_and_diff_shows_what_a_branch_changed(spark, settings, lakefs_repo):
+    from mlv_spark.errors import InvalidRefNameError, TagExistsError
+
+    lk = lakefs_repo
+    lk.put_object("main", "notes/a.txt", b"one")
+    first = lk.commit("main", "a")
+    lk.create_branch("exp-notes", "main")
+    lk.put_object("exp-notes", "notes/b.txt", b"two")
+    second = lk.commit("exp-notes", "b")
+    assert [(c.path, c.type) for c in lk.diff("main", "exp-notes")] == [("notes/b.txt", "added")]
+
+    assert lk.tag("notes-v1", first) == first
+    assert lk.tag("notes-v1", first) == first  # same commit: a no-op
+    with pytest.raises(TagExistsError, match="never moved"):
+        lk.tag("notes-v1", second)
+    assert lk.resolve("notes-v1") == first
+    with pytest.raises(InvalidRefNameError, match="feature-eng-v1"):
+        lk.tag("feature-eng/v1", first)
+    with pytest.raises(RefNotWritableError, match="default branch"):
+        lk.delete_branch("main")

@@ -420,10 +420,12 @@ def test_epoch_nanosecond_times_compare_exactly(spark):
 
 
 def test_entityless_view_joins_on_time_only(spark):
-    feats = frame(spark, [(ts("2024-01-01"), 1.0), (ts("2024-01-03"), 3.0)], "ts timestamp, conv double")
-    ents = entities(spark, [(1, ts("2024-01-02"), "a"), (2, ts("2024-01-04"), "b")])
-    out = point_in_time_join(ents, [ViewInput(spec(join_keys=(), created_timestamp_column=None), feats)])
-    assert by_row(out) == {"a": 1.0, "b": 3.0}
+    feats = frame(spark, [(ts("2024-01-01"), 1.0), (ts("2024-01-03"), 3.0), (ts("2024-01-05"), 5.0)], "ts timestamp, conv double")
+    ents = entities(spark, [(1, ts("2024-01-02"), "a"), (2, ts("2024-01-04"), "b"), (3, ts("2024-01-06"), "c")])
+    view = ViewInput(spec(join_keys=(), created_timestamp_column=None), feats)
+    expected = {"a": 1.0, "b": 3.0, "c": 5.0}
+    assert by_row(point_in_time_join(ents, [view])) == expected
+    assert by_row(point_in_time_join(ents, [view], hot_key_rows=2)) == expected  # one key: all hot
 
 
 def test_map_and_array_features_are_carried(spark):
