@@ -104,8 +104,10 @@ def test_training_set_job_is_pinned_filtered_and_fingerprinted(spark, stack, tmp
     tables.write(more, "features.user_stats", "main", mode="append")
     lk.commit("main", "late correction")
     again = build_training_set(spark, tables, lk, feature_repo=repo_dir, features="fraud_model", ref=commit,
-                               split_version="v1", splits=["train", "val"], output=str(tmp_path / "again"))
+                               split_version="v1", splits=["train", "val"], output=str(tmp_path / "again"),
+                               output_format="delta")
     assert again.fingerprint == lineage["fingerprint"]
+    assert (tmp_path / "again" / "_delta_log").is_dir()
     moved = build_training_set(spark, tables, lk, feature_repo=repo_dir, features="fraud_model", ref="main",
                                split_version="v1", splits=["train", "val"], output=str(tmp_path / "moved"))
     assert moved.lakefs_commit != commit
