@@ -34,24 +34,25 @@ class Tables:
 
     def read(self, name: str, ref: str | None = None) -> DataFrame:
         """Table `name` as of `ref` (branch, tag or commit id)."""
+        table = self.catalog.table(name, ref)
         if self.catalog.versioned and self.lakefs is not None:
             self.lakefs.resolve(ref or "")
-        table = self.catalog.table(name, ref)
         if not self.catalog.exists(self.spark, table):
             raise CatalogError(f"table {table.describe()} does not exist")
         return self.catalog.read(self.spark, table)
 
     def exists(self, name: str, ref: str | None = None) -> bool:
+        table = self.catalog.table(name, ref)
         if self.catalog.versioned and self.lakefs is not None:
             self.lakefs.resolve(ref or "")
-        return self.catalog.exists(self.spark, self.catalog.table(name, ref))
+        return self.catalog.exists(self.spark, table)
 
     def write(self, df: DataFrame, name: str, branch: str | None = None, mode: WriteMode = "create",
               partition_by: Sequence[str] = ()) -> TableRef:
         """Write `df` as table `name` on `branch` (create / overwrite / append)."""
+        table = self.catalog.table(name, branch)
         if self.catalog.versioned and self.lakefs is not None:
             self.lakefs.require_branch(branch or "")
-        table = self.catalog.table(name, branch)
         self.catalog.write(df, table, mode, partition_by)
         log.info("tables: wrote %s (%s)", table.describe(), mode)
         return table
