@@ -29,14 +29,20 @@ if [ -z "$submit" ]; then
   if [ -x "$root/.venv/bin/spark-submit" ]; then submit="$root/.venv/bin/spark-submit"; else submit="spark-submit"; fi
 fi
 
-opts=(--name "mlv-spark:$(basename "${args[-1]:-job}")")
+job="job"
+for a in "${args[@]}"; do case "$a" in *.py) job="$(basename -- "$a" .py)"; break ;; esac; done
+opts=(--name "mlv-spark:$job")
 if [ "$jars_mode" = "local" ]; then
   classpath="$(cd "$root" && "$py" -c 'from mlv_spark.config import load_settings; from mlv_spark.jvm import local_jars; print(":".join(map(str, local_jars(load_settings()))))')"
   export PYSPARK_PYTHON="$py" PYSPARK_DRIVER_PYTHON="$py"
   opts+=(--driver-class-path "$classpath" --conf "spark.executor.extraClassPath=$classpath")
 else
   mkdir -p "$root/build"
-  (cd "$root" && rm -f build/mlv_spark.zip && zip -qr build/mlv_spark.zip mlv_spark -x '*__pycache__*')
+  (cd "$root" && "$py" -c 'import pathlib, zipfile
+with zipfile.ZipFile("build/mlv_spark.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    for p in sorted(pathlib.Path("mlv_spark").rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            z.write(p)')
   packages="$(cd "$root" && "$py" -m mlv_spark.jvm packages)"
   catalog_jar="$root/.cache/jars/mlv-lakefs-iceberg-0.1.0.jar"
   [ -f "$catalog_jar" ] || { echo "error: $catalog_jar missing: run 'make catalog-jar'" >&2; exit 1; }
