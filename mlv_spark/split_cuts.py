@@ -1,15 +1,15 @@
 """Driver-side cut finding for exact splits: from a per-stratum histogram of hash buckets to cuts.
 
-Within a stratum, atoms (entities, or groups of entities) are ordered by (salted hash, tie key).
-Atom i, starting at cumulative weight c_i and weighing w_i, belongs to split j when its midpoint
-c_i + w_i/2 lies in [Q_j-1, Q_j), the cumulative quotas. A *cut* is the first atom at or past Q_j;
-every atom ordered at or after it is past that cut. With unit weights this places exactly the
-quota in each split.
+Within a stratum, atoms (entities, or groups of entities) are ordered by (salted hash, tie key)
+and closed into a circle. Atom i, starting at cumulative weight c_i and weighing w_i, belongs to
+the split whose arc contains its midpoint c_i + w_i/2 (`circle_cuts`). A *cut* is the first
+atom at or past an arc's start; with unit weights each split receives exactly its quota.
 
-The histogram (weight, count, min and max hash per bucket of the hash's top bits, plus the
-individual hashes of a few "candidate" buckets) settles almost every cut without looking at
-atoms; a cut falling strictly inside a bucket of 3+ atoms that was not a candidate is
-*unresolved* and needs that one bucket's atoms ranked (`cut_from_ranked`). Pure Python/numpy.
+The histogram gives, per bucket of hash values, the atoms' total weight, count, and the min,
+max and xor of their hashes; buckets are coarse, except near where a cut is expected, where they
+are fine enough to hold an atom or two. That settles almost every cut without looking at atoms;
+a cut falling strictly inside a bucket of 4+ atoms is *unresolved* and needs that one bucket's
+atoms ranked (`cut_from_ranked`). Pure Python/numpy.
 """
 
 from __future__ import annotations
@@ -17,15 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-
-@dataclass(frozen=True)
-class Member:
-    """One distinct hash value inside a candidate bucket (count > 1 only on a hash collision)."""
-
-    hash: int
-    count: int
-    weight: int
 
 
 @dataclass(frozen=True)
@@ -47,18 +38,18 @@ class Unresolved:
 
 @dataclass
 class StratumHistogram:
-    """What the driver knows about one stratum: its non-empty buckets in hash order (new atoms),
-    the weight per split kept from a previous assignment, and the listed candidate buckets."""
+    """What the driver knows about one stratum: its non-empty buckets in hash order (new atoms
+    only) and the weight per split kept from a previous assignment."""
 
     stratum_id: int
     period: int
-    buckets: np.ndarray  # bucket index, ascending
+    buckets: np.ndarray  # bucket keys, ascending = hash order
     weights: np.ndarray
     counts: np.ndarray
     hmin: np.ndarray
     hmax: np.ndarray
-    members: dict[int, list[Member]]  # bucket position -> distinct hashes, for candidate buckets
-    rotation: int = 0  # seeded, unsigned 64-bit: where the circle of arcs starts
+    hxor: np.ndarray  # xor of the bucket's hashes: with min and max it names the middle of three
+    rotation: int = 0  # seeded, unsigned 64-bit: where the stratum's circle of arcs starts
     old_weights: dict[int, int] = field(default_factory=dict)  # global split index -> weight
     old_count: int = 0
     targets: list[int] = field(default_factory=list)  # per split of the period, all atoms
@@ -71,66 +62,37 @@ class StratumHistogram:
     def new_weight(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
 
-    @property
-    def new_count(self) -> int:
-        return int(self.counts.sum())
-
     def start(self, position: int) -> int:
         return int(self.ends[position] - self.weights[position])
 
 
 def build_histograms(table: dict[str, np.ndarray]) -> dict[int, StratumHistogram]:
-    """Assemble per-stratum histograms from the histogram pass's rows.
+    """Assemble per-stratum histograms from the histogram pass's rows, one per (stratum, bucket).
 
-    `table` columns: sid, period, bucket (negative: -1 - split index of atoms kept from a
-    previous assignment), cand (atom hash for candidate rows, else null -> `cand_valid` False),
-    w, n, hmin, hmax, rotation (signed). Several rows of one bucket (one per candidate hash) are merged.
+    `table` columns: sid, period, rotation, bucket (negative: -1 - split index of atoms kept from
+    a previous assignment), w, n, hmin, hmax, hxor.
     """
     sid, bucket = table["sid"], table["bucket"]
     old = bucket < 0
     histograms: dict[int, StratumHistogram] = {}
-
-    new = ~old
-    order = np.lexsort((np.where(table["cand_valid"], table["cand"], 0)[new], bucket[new], sid[new]))
-    cols = {k: v[new][order] for k, v in table.items()}
-    if len(order):
-        boundary = np.r_[True, (cols["sid"][1:] != cols["sid"][:-1]) | (cols["bucket"][1:] != cols["bucket"][:-1])]
-        starts = np.flatnonzero(boundary)
-        merged = {
-            "sid": cols["sid"][starts],
-            "period": cols["period"][starts],
-            "bucket": cols["bucket"][starts],
-            "w": np.add.reduceat(cols["w"], starts),
-            "n": np.add.reduceat(cols["n"], starts),
-            "hmin": np.minimum.reduceat(cols["hmin"], starts),
-            "hmax": np.maximum.reduceat(cols["hmax"], starts),
-            "rotation": cols["rotation"][starts],
-        }
-        stops = np.r_[starts[1:], len(order)]
-        stratum_starts = np.flatnonzero(np.r_[True, merged["sid"][1:] != merged["sid"][:-1]])
-        stratum_stops = np.r_[stratum_starts[1:], len(starts)]
-        listed = cols["cand_valid"][starts]
-        for lo, hi in zip(stratum_starts, stratum_stops, strict=True):
-            members = {}
-            for position in np.flatnonzero(listed[lo:hi]):
-                rows = slice(starts[lo + position], stops[lo + position])
-                members[int(position)] = [
-                    Member(int(h), int(n), int(w))
-                    for h, n, w in zip(cols["cand"][rows], cols["n"][rows], cols["w"][rows], strict=True)
-                ]
-            stratum = int(merged["sid"][lo])
+    new = np.flatnonzero(~old)
+    new = new[np.lexsort((bucket[new], sid[new]))]
+    if len(new):
+        cols = {name: column[new] for name, column in table.items()}
+        starts = np.flatnonzero(np.r_[True, cols["sid"][1:] != cols["sid"][:-1]])
+        for lo, hi in zip(starts, np.r_[starts[1:], len(new)], strict=True):
+            stratum = int(cols["sid"][lo])
             histograms[stratum] = StratumHistogram(
-                stratum, int(merged["period"][lo]), merged["bucket"][lo:hi], merged["w"][lo:hi],
-                merged["n"][lo:hi], merged["hmin"][lo:hi], merged["hmax"][lo:hi], members,
-                int(merged["rotation"][lo]) + 2**63,
+                stratum, int(cols["period"][lo]), cols["bucket"][lo:hi], cols["w"][lo:hi], cols["n"][lo:hi],
+                cols["hmin"][lo:hi], cols["hmax"][lo:hi], cols["hxor"][lo:hi], _unsigned(cols["rotation"][lo]),
             )  # fmt: skip
+    empty = np.array([], dtype=np.int64)
     for i in np.flatnonzero(old):
         stratum = int(sid[i])
         hist = histograms.get(stratum)
         if hist is None:
-            empty = np.array([], dtype=np.int64)
             hist = histograms[stratum] = StratumHistogram(
-                stratum, int(table["period"][i]), empty, empty, empty, empty, empty, {}, int(table["rotation"][i]) + 2**63
+                stratum, int(table["period"][i]), empty, empty, empty, empty, empty, empty, _unsigned(table["rotation"][i])
             )
         split = -1 - int(bucket[i])
         hist.old_weights[split] = hist.old_weights.get(split, 0) + int(table["w"][i])
@@ -138,53 +100,8 @@ def build_histograms(table: dict[str, np.ndarray]) -> dict[int, StratumHistogram
     return histograms
 
 
-def find_cut(hist: StratumHistogram, quota: int) -> Cut | Unresolved:
-    """The first atom whose midpoint is >= `quota`, decided from the histogram when possible."""
-    position = int(np.searchsorted(hist.ends, quota, side="right"))  # first bucket ending past it
-    if position == len(hist.ends):
-        return Cut(None)
-    start, weight, count = hist.start(position), int(hist.weights[position]), int(hist.counts[position])
-    if start >= quota:
-        return Cut(int(hist.hmin[position]))
-    if count == 1:
-        return Cut(int(hist.hmin[position])) if 2 * start + weight >= 2 * quota else _next_first(hist, position)
-    if count == 2 and weight == 2 and hist.hmin[position] != hist.hmax[position]:
-        return Cut(int(hist.hmax[position]))  # unit atoms at start and start+1; quota == start + 1
-    members = hist.members.get(position)
-    if members is not None:
-        walked = _walk_members(members, start, quota)
-        if walked is not None:
-            return walked if walked.hash is not None else _next_first(hist, position)
-    return Unresolved(position, quota)
-
-
-def _walk_members(members: list[Member], start: int, quota: int) -> Cut | None:
-    """Walk distinct hashes of a candidate bucket; None when a hash collision hides the cut."""
-    position = start
-    for member in members:
-        if member.count == 1:
-            if 2 * position + member.weight >= 2 * quota:
-                return Cut(member.hash)
-        elif position >= quota:
-            return Cut(member.hash)
-        elif position + member.weight > quota:
-            return None
-        position += member.weight
-    return Cut(None)  # every atom of the bucket is before the cut: it is the next bucket's first
-
-
-def _next_first(hist: StratumHistogram, position: int) -> Cut:
-    return Cut(int(hist.hmin[position + 1])) if position + 1 < len(hist.ends) else Cut(None)
-
-
-def cut_from_ranked(hist: StratumHistogram, unresolved: Unresolved, atoms: list[tuple[int, tuple, int]]) -> Cut:
-    """Settle an unresolved cut from its bucket's atoms as (hash, tie, weight), in Spark's order."""
-    position = hist.start(unresolved.position)
-    for atom_hash, tie, weight in atoms:
-        if 2 * position + weight >= 2 * unresolved.quota:
-            return Cut(atom_hash, tie)
-        position += weight
-    return _next_first(hist, unresolved.position)
+def _unsigned(value: np.integer) -> int:
+    return int(value) + 2**63
 
 
 def circle_cuts(total: int, quotas: list[int], rotation: int) -> tuple[list[int], list[int]]:
@@ -210,3 +127,37 @@ def circle_cuts(total: int, quotas: list[int], rotation: int) -> tuple[list[int]
         return next(j for j in owners if starts[j] <= along < starts[j] + quotas[j])
 
     return positions, [owner(p) for p in [0, *positions]]
+
+
+def find_cut(hist: StratumHistogram, quota: int) -> Cut | Unresolved:
+    """The first atom whose midpoint is >= `quota`, decided from the histogram when possible."""
+    position = int(np.searchsorted(hist.ends, quota, side="right"))  # first bucket ending past it
+    if position == len(hist.ends):
+        return Cut(None)
+    start, weight, count = hist.start(position), int(hist.weights[position]), int(hist.counts[position])
+    low, high = int(hist.hmin[position]), int(hist.hmax[position])
+    if start >= quota:
+        return Cut(low)
+    if count == 1:
+        return Cut(low) if 2 * start + weight >= 2 * quota else _next_first(hist, position)
+    if count == 2 and weight == 2 and low != high:
+        return Cut(high)  # unit atoms at start and start+1; quota == start + 1
+    if count == 3 and weight == 3:  # unit atoms at start, start+1, start+2
+        middle = int(hist.hxor[position] ^ hist.hmin[position] ^ hist.hmax[position])
+        if low < middle < high:
+            return Cut(middle if quota == start + 1 else high)
+    return Unresolved(position, quota)
+
+
+def _next_first(hist: StratumHistogram, position: int) -> Cut:
+    return Cut(int(hist.hmin[position + 1])) if position + 1 < len(hist.ends) else Cut(None)
+
+
+def cut_from_ranked(hist: StratumHistogram, unresolved: Unresolved, atoms: list[tuple[int, tuple, int]]) -> Cut:
+    """Settle an unresolved cut from its bucket's atoms as (hash, tie, weight), in Spark's order."""
+    position = hist.start(unresolved.position)
+    for atom_hash, tie, weight in atoms:
+        if 2 * position + weight >= 2 * unresolved.quota:
+            return Cut(atom_hash, tie)
+        position += weight
+    return _next_first(hist, unresolved.position)

@@ -346,7 +346,11 @@ def _infer_view(repo: FeatureRepo, fv) -> ViewDefinition:
 
 
 def _field_type(field_) -> str:
-    return str(field_.dtype)
+    """The Feast value type name of a declared field (as inference reports it)."""
+    try:
+        return field_.dtype.to_value_type().name
+    except Exception:  # a type without a value-type equivalent: keep its own name
+        return str(field_.dtype)
 
 
 # ----------------------------------------------------------------------------- requests

@@ -577,9 +577,13 @@ class _HotKeys:
         null_key = reduce(lambda a, b: a | b, [F.col(n).isNull() for n in self.key_names], F.lit(False))
         spread = F.pmod(F.xxhash64(F.col(_TIME)), F.lit(_NULL_KEY_SPREAD))
         columns = union.columns
-        return (
+        with_hot = (
             union.join(self.table, on=self.key_names, how="left")
-            .withColumn(
+            if self.key_names
+            else union.crossJoin(self.table)  # no join keys: the single group is the hot key
+        )
+        return (
+            with_hot.withColumn(
                 _BUCKET,
                 F.when(null_key, spread).otherwise(F.coalesce(bucket, F.lit(0))).cast(LongType()),
             )

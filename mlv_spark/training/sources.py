@@ -159,9 +159,11 @@ def parquet_nanos_columns(spark: SparkSession, uri: str) -> dict[str, bool]:
     conf = spark._jsparkSession.sessionState().newHadoopConf()
     path = jvm.org.apache.hadoop.fs.Path(uri)
     fs = path.getFileSystem(conf)
-    if not fs.exists(path):
+    matches = fs.globStatus(path)  # Spark accepts glob patterns in paths
+    if matches is None or len(matches) == 0:
         raise FeatureDefinitionError(f"no data at {uri}")
-    status = fs.getFileStatus(path)
+    status = matches[0]
+    path = status.getPath()
     if status.isDirectory():
         prefix = fs.makeQualified(path).toString()
         files = fs.listFiles(path, True)

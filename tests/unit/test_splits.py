@@ -73,10 +73,16 @@ def events(spark: SparkSession) -> DataFrame:
 
 @pytest.fixture(scope="module")
 def assigned(events: DataFrame) -> DataFrame:
-    return assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label").cache()
+    return assign(events, stratify_by="label")
 
 
 # ---- helpers --------------------------------------------------------------------------------
+
+
+def assign(df: DataFrame, **arguments) -> DataFrame:
+    """assign_splits with this file's defaults (user_id, 80/10/10, seed 7), cached for the checks."""
+    return assign_splits(df, **({"entity_key": "user_id", "ratios": RATIOS, "seed": 7} | arguments)).cache()
+
 
 
 def counts_by_stratum(frame: DataFrame, stratum: str = "label") -> dict[str, Counter]:
@@ -130,8 +136,7 @@ def test_output_is_one_row_per_entity_with_key_stratum_latest_time_and_split(
     events: DataFrame, assigned: DataFrame
 ) -> None:
     assert assigned.columns == ["user_id", "label", "split"]
-    with_time = assign_splits(
-        events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", time_column="event_timestamp"
+    with_time = assign(events, stratify_by="label", time_column="event_timestamp"
     )
     assert with_time.columns == ["user_id", "label", "event_timestamp", "split"]
     latest = events.groupBy("user_id").agg(F.max("event_timestamp").alias("event_timestamp"))
@@ -184,11 +189,16 @@ def test_same_output_for_any_partitioning_row_order_and_shuffle_settings(
     try:
         for key, value in conf.items():
             spark.conf.set(key, value)
-        again = assign_splits(reshape(events), entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label")
+        again = assign(reshape(events), stratify_by="label")
         assert_df_equality(again, assigned, ignore_row_order=True)
     finally:
         for key, value in saved.items():
             spark.conf.set(key, value)
+
+
+def test_the_bucket_count_changes_how_cuts_are_found_not_where_they_are(events: DataFrame, assigned: DataFrame) -> None:
+    coarse = assign(events, stratify_by="label", buckets=4)  # every cut then needs the boundary pass
+    assert_df_equality(coarse, assigned, ignore_row_order=True)
 
 
 # ---- 4. seeded ----------------------------------------------------------------------------------
@@ -204,7 +214,7 @@ def test_another_seed_gives_an_independent_draw(events: DataFrame, assigned: Dat
 
 
 def test_the_same_seed_gives_the_same_draw(events: DataFrame, assigned: DataFrame) -> None:
-    again = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label")
+    again = assign(events, stratify_by="label")
     assert_df_equality(again, assigned, ignore_row_order=True)
 
 
@@ -220,7 +230,7 @@ def grown(spark: SparkSession, events: DataFrame) -> DataFrame:
 def test_append_only_growth_moves_no_entity_and_stays_within_two_of_target(
     grown: DataFrame, assigned: DataFrame
 ) -> None:
-    after = assign_splits(grown, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", previous=assigned)
+    after = assign(grown, stratify_by="label", previous=assigned)
     assert sticky_moves(assigned, after) == 0
     assert after.count() == grown.select("user_id").distinct().count()
     for stratum, per_split in counts_by_stratum(after).items():
@@ -236,7 +246,7 @@ def test_previous_over_target_keeps_its_entities_and_new_ones_fill_the_deficits(
     skewed = assigned.withColumn(
         "split", F.when((F.col("label") == "common") & (F.col("user_id") < user_id(RARE_TOTAL + COMMON_SIZE // 3)), "test").otherwise(F.col("split"))
     )
-    after = assign_splits(grown, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", previous=skewed)
+    after = assign(grown, stratify_by="label", previous=skewed)
     assert sticky_moves(skewed, after) == 0
     old_test = skewed.filter((F.col("label") == "common") & (F.col("split") == "test")).count()
     new_common = after.join(skewed, on="user_id", how="left_anti").filter(F.col("label") == "common")
@@ -253,14 +263,14 @@ def test_previous_over_target_keeps_its_entities_and_new_ones_fill_the_deficits(
 
 def test_an_entity_whose_stratum_changed_keeps_its_split(events: DataFrame, assigned: DataFrame) -> None:
     relabelled = events.withColumn("label", F.when(F.col("user_id") == "u0000000", "rare_39").otherwise(F.col("label")))
-    after = assign_splits(relabelled, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", previous=assigned)
+    after = assign(relabelled, stratify_by="label", previous=assigned)
     assert sticky_moves(assigned, after) == 0
     assert after.filter(F.col("user_id") == "u0000000").first().label == "rare_39"
 
 
 def test_previous_entities_missing_from_df_are_not_returned(events: DataFrame, assigned: DataFrame) -> None:
     fewer = events.filter(F.col("user_id") >= "u0000100")
-    after = assign_splits(fewer, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", previous=assigned)
+    after = assign(fewer, stratify_by="label", previous=assigned)
     assert after.count() == fewer.select("user_id").distinct().count()
     assert sticky_moves(assigned, after) == 0
 
@@ -271,7 +281,7 @@ def test_cuts_far_from_their_expected_place_are_settled_by_ranking_only_their_bu
     # previous holds half the common stratum, all in train: the new half's cuts move to 60 % / 80 %
     half = assigned.filter((F.col("label") == "common") & (F.col("user_id") < user_id(RARE_TOTAL + COMMON_SIZE // 2))).withColumn("split", F.lit("train"))
     records = _capture_split_logs()
-    after = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", previous=half, buckets=256)
+    after = assign(events, stratify_by="label", previous=half, buckets=256)
     assert sticky_moves(half, after) == 0
     for stratum, per_split in counts_by_stratum(after).items():
         assert_largest_remainder(per_split)
@@ -299,7 +309,7 @@ def _capture_split_logs() -> list[logging.LogRecord]:
 
 
 def test_no_group_straddles_two_splits_and_each_stratum_is_within_one_group_of_target(events: DataFrame) -> None:
-    result = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", group_by="household")
+    result = assign(events, stratify_by="label", group_by="household")
     assert result.count() == events.select("user_id").distinct().count()
     leaks = result.groupBy("household").agg(F.countDistinct("split").alias("splits")).filter("splits > 1").count()
     assert leaks == 0
@@ -327,8 +337,8 @@ def test_a_group_spanning_strata_follows_its_dominant_stratum(spark: SparkSessio
 
 
 def test_groups_stay_whole_when_sticky(grown: DataFrame, events: DataFrame) -> None:
-    first = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, group_by="household")
-    after = assign_splits(grown, entity_key="user_id", ratios=RATIOS, seed=7, group_by="household", previous=first)
+    first = assign(events, group_by="household")
+    after = assign(grown, group_by="household", previous=first)
     assert sticky_moves(first, after) == 0
     assert after.groupBy("household").agg(F.countDistinct("split").alias("k")).filter("k > 1").count() == 0
 
@@ -340,8 +350,7 @@ GAP = timedelta(days=14)
 
 
 def test_future_splits_hold_only_events_at_or_after_cutoff_plus_gap(events: DataFrame) -> None:
-    rows = assign_splits(
-        events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label",
+    rows = assign(events, stratify_by="label",
         time_column="event_timestamp", cutoff=CUTOFF, gap=GAP, per_row=True,
     )  # fmt: skip
     past, future = F.col("event_timestamp") < F.lit(CUTOFF), F.col("event_timestamp") >= F.lit(CUTOFF + GAP)
@@ -354,8 +363,7 @@ def test_future_splits_hold_only_events_at_or_after_cutoff_plus_gap(events: Data
 
 
 def test_out_of_time_apportions_each_period_exactly(events: DataFrame) -> None:
-    units = assign_splits(
-        events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label",
+    units = assign(events, stratify_by="label",
         time_column="event_timestamp", cutoff=CUTOFF, gap=GAP,
     )  # fmt: skip
     future = units.filter(F.col("split") != "train")
@@ -367,8 +375,7 @@ def test_out_of_time_apportions_each_period_exactly(events: DataFrame) -> None:
 
 
 def test_exclude_train_entities_never_reuses_an_entity_that_has_training_events(events: DataFrame) -> None:
-    units = assign_splits(
-        events, entity_key="user_id", ratios=RATIOS, seed=7, time_column="event_timestamp", cutoff=CUTOFF,
+    units = assign(events, time_column="event_timestamp", cutoff=CUTOFF,
         gap=GAP, future_splits=["test"], exclude_train_entities=True,
     )  # fmt: skip
     assert units.groupBy("user_id").count().filter("count > 1").count() == 0
@@ -386,8 +393,8 @@ def _plan(frame: DataFrame) -> str:
     return frame._jdf.queryExecution().executedPlan().toString()
 
 
-def test_the_assignment_plan_has_no_window_sort_or_single_partition(events: DataFrame, assigned: DataFrame) -> None:
-    plan = _plan(assigned)
+def test_the_assignment_plan_has_no_window_sort_or_single_partition(events: DataFrame) -> None:
+    plan = _plan(assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label"))
     for forbidden in ("Window", "SinglePartition", "Sort ", "SortAggregate"):
         assert forbidden not in plan, plan
     entity_table = events.dropDuplicates(["user_id"])
@@ -400,7 +407,7 @@ def test_the_assignment_plan_has_no_window_sort_or_single_partition(events: Data
 
 
 def test_per_row_gives_every_row_its_entity_split(events: DataFrame, assigned: DataFrame) -> None:
-    rows = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", per_row=True)
+    rows = assign(events, stratify_by="label", per_row=True)
     assert rows.columns == [*events.columns, "split"]
     expected = events.join(assigned.select("user_id", "split"), on="user_id").select(*events.columns, "split")
     assert_df_equality(rows, expected, ignore_row_order=True, ignore_nullable=True)
@@ -411,7 +418,7 @@ def test_a_stratum_that_differs_between_rows_of_an_entity_is_an_error_naming_it(
     one_more_row = events.filter(F.col("user_id") == "u0000002").limit(1).withColumn("label", F.lit("other"))
     broken = events.unionByName(one_more_row)
     with pytest.raises(InvalidInputError, match=r"stratify_by column\(s\) \['label'\] differ between rows of 1 .*u0000002"):
-        assign_splits(broken, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label")
+        assign(broken, stratify_by="label")
 
 
 def test_composite_keys_are_hashed_column_by_column(spark: SparkSession) -> None:
@@ -436,8 +443,8 @@ def test_null_strata_form_a_stratum_of_their_own(spark: SparkSession) -> None:
 def test_hash_method_is_proportional_within_binomial_error_and_stable_as_data_grows(
     events: DataFrame, grown: DataFrame
 ) -> None:
-    before = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", method="hash")
-    after = assign_splits(grown, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", method="hash")
+    before = assign(events, stratify_by="label", method="hash")
+    after = assign(grown, stratify_by="label", method="hash")
     assert sticky_moves(before, after) == 0
     total = before.count()
     assert total == events.select("user_id").distinct().count()
@@ -449,7 +456,7 @@ def test_hash_method_is_proportional_within_binomial_error_and_stable_as_data_gr
 def test_hash_method_with_one_row_per_entity_is_one_narrow_pass(events: DataFrame) -> None:
     rows = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, method="hash", per_row=True)
     assert "Exchange" not in _plan(rows)
-    grouped = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, method="hash", group_by="household", per_row=True)
+    grouped = assign(events, method="hash", group_by="household", per_row=True)
     assert grouped.groupBy("household").agg(F.countDistinct("split").alias("k")).filter("k > 1").count() == 0
 
 
@@ -514,12 +521,12 @@ def test_float_keys_are_rejected(spark: SparkSession) -> None:
 def test_previous_with_an_unknown_split_name_is_rejected(events: DataFrame, assigned: DataFrame) -> None:
     renamed = assigned.withColumn("split", F.when(F.col("split") == "val", "validation").otherwise(F.col("split")))
     with pytest.raises(InvalidInputError, match=r"previous gives \d+ unit\(s\) a split that is unknown"):
-        assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", previous=renamed)
+        assign(events, stratify_by="label", previous=renamed)
 
 
 def test_previous_without_the_split_column_is_rejected(events: DataFrame, assigned: DataFrame) -> None:
     with pytest.raises(InvalidInputError, match=r"previous has no column\(s\) \['split'\]"):
-        assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=7, previous=assigned.drop("split"))
+        assign(events, previous=assigned.drop("split"))
 
 
 def test_an_entity_in_two_groups_is_rejected(spark: SparkSession) -> None:

@@ -1,0 +1,308 @@
+"""Arguments and shared column expressions of assign_splits (internal to mlv_spark.splits).
+
+SplitSpec validates every argument up front, before any Spark job; the expressions here define
+the salted hashes, the stratum ids and the periods that both split methods rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mlv_spark.errors import InvalidInputError
+from mlv_spark.split_apportion import parse_ratios
+
+SPLIT_COLUMN = "split"
+#: Hash buckets per stratum in the exact method's histogram pass (a power of two).
+DEFAULT_BUCKETS = 2**14
+PREFIX = "__split_"  # prefix of internal columns
+KEY_TYPES = (
+    T.StringType, T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.DecimalType,
+    T.DateType, T.TimestampType, T.TimestampNTZType, T.BooleanType, T.BinaryType,
+)  # fmt: skip
+TIME_TYPES = (T.TimestampType, T.TimestampNTZType, T.DateType)
+
+Columns = str | Sequence[str]
+Method = Literal["exact", "hash"]
+
+
+@dataclass(frozen=True)
+class Period:
+    """A set of splits that share a population: all splits, or the past / future ones."""
+
+    index: int
+    names: tuple[str, ...]
+    shares: tuple[Fraction, ...]
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The validated arguments of one assign_splits call (`build` raises on any bad one)."""
+
+    keys: list[str]
+    strata: list[str]
+    groups: list[str]
+    time_column: str | None
+    key_types: list[T.DataType]
+    names: list[str]
+    periods: list[Period]
+    seed: int
+    period_bounds: tuple[Column, Column] | None
+    exclude_train_entities: bool
+    method: Method
+    per_row: bool
+    one_row_per_entity: bool
+    bits: int
+    sticky: bool
+
+    @property
+    def out_of_time(self) -> bool:
+        """True when a cutoff splits events into a past and a future period."""
+        return self.period_bounds is not None
+
+    @staticmethod
+    def build(df: DataFrame, **kw: object) -> SplitSpec:  # noqa: C901 - one check per argument
+        names, shares = parse_ratios(kw["ratios"])  # type: ignore[arg-type]
+        seed = kw["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
+            raise InvalidInputError(f"seed={seed!r} must be an int that fits in 64 bits")
+        method = kw["method"]
+        if method not in ("exact", "hash"):
+            raise InvalidInputError(f"method={method!r} is unknown; use 'exact' or 'hash'")
+        buckets = kw["buckets"]
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 2 or buckets > 2**20 or buckets & (buckets - 1):
+            raise InvalidInputError(f"buckets={buckets!r} must be a power of two in [2, 2**20]")
+        if not isinstance(df, DataFrame):
+            raise InvalidInputError(f"df must be a pyspark DataFrame, got {type(df).__name__}")
+
+        keys = column_list(kw["entity_key"], "entity_key", required=True)
+        strata = column_list(kw["stratify_by"], "stratify_by")
+        groups = column_list(kw["group_by"], "group_by")
+        time_column = kw["time_column"]
+        if time_column is not None and not isinstance(time_column, str):
+            raise InvalidInputError(f"time_column={time_column!r} must be a column name")
+        used = [*keys, *strata, *groups, *([time_column] if time_column else [])]
+        require_columns(df, used, "df")
+        clash = [c for c in df.columns if c.startswith(PREFIX) or (kw["per_row"] and c == SPLIT_COLUMN)]
+        if clash:
+            raise InvalidInputError(f"df has reserved column(s) {clash}; rename them")
+        schema = {f.name: f.dataType for f in df.schema.fields}
+        key_types = [schema[k] for k in keys]
+        for column in [*keys, *groups]:
+            if not isinstance(schema[column], KEY_TYPES):
+                raise InvalidInputError(
+                    f"column {column!r} has type {schema[column].simpleString()}; keys and groups "
+                    "must be string, integral, decimal, date, timestamp, boolean or binary "
+                    "(cast floats to decimal or string)"
+                )
+
+        previous = kw["previous"]
+        if previous is not None:
+            if method == "hash":
+                raise InvalidInputError(
+                    "previous is only used by method='exact'; the hash method is stable as data "
+                    "grows by construction, so drop previous"
+                )
+            if not isinstance(previous, DataFrame):
+                raise InvalidInputError(f"previous must be a DataFrame, got {type(previous).__name__}")
+            require_columns(previous, [*keys, SPLIT_COLUMN], "previous")
+
+        periods, bounds = _periods(df, schema, names, shares, kw)
+        if kw["exclude_train_entities"] and bounds is None:
+            raise InvalidInputError(
+                "exclude_train_entities=True needs the out-of-time mode; also give time_column and cutoff"
+            )
+        return SplitSpec(
+            keys=keys, strata=strata, groups=groups, time_column=time_column, key_types=key_types,
+            names=names, periods=periods, seed=seed, period_bounds=bounds,
+            exclude_train_entities=bool(kw["exclude_train_entities"]), method=method,
+            per_row=bool(kw["per_row"]), one_row_per_entity=bool(kw["one_row_per_entity"]),
+            bits=buckets.bit_length() - 1, sticky=previous is not None,
+        )  # fmt: skip
+
+
+def _periods(
+    df: DataFrame, schema: dict[str, T.DataType], names: list[str], shares: list[Fraction], kw: dict
+) -> tuple[list[Period], tuple[Column, Column] | None]:
+    """One period with every split, or (out-of-time) past and future periods and their bounds."""
+    time_column, cutoff, gap, future = kw["time_column"], kw["cutoff"], kw["gap"], kw["future_splits"]
+    if cutoff is None:
+        if gap is not None or future is not None:
+            raise InvalidInputError("gap and future_splits need a cutoff (the out-of-time mode)")
+        return [Period(0, tuple(names), tuple(shares))], None
+    if time_column is None:
+        raise InvalidInputError("cutoff needs time_column, the event time of each row")
+    dtype = schema[time_column]
+    if not isinstance(dtype, TIME_TYPES):
+        raise InvalidInputError(
+            f"time_column {time_column!r} has type {dtype.simpleString()}; use a timestamp or date"
+        )
+    if gap is None:
+        gap = timedelta(0)
+    if not isinstance(gap, timedelta) or gap < timedelta(0):
+        raise InvalidInputError(f"gap={gap!r} must be a timedelta >= 0")
+    future = list(names[1:]) if future is None else list(future)
+    unknown = [f for f in future if f not in names]
+    if unknown or not future or len(set(future)) == len(names):
+        raise InvalidInputError(
+            f"future_splits={future!r} must name some but not all of the splits {names}"
+        )
+    if not isinstance(cutoff, (str, datetime, date)):
+        raise InvalidInputError(f"cutoff={cutoff!r} must be a datetime, date or timestamp string")
+    compare_type = T.TimestampNTZType() if isinstance(dtype, T.TimestampNTZType) else T.TimestampType()
+    if isinstance(cutoff, str):  # parsed the way Spark parses it: one tiny job
+        start = F.lit(cutoff).try_cast(compare_type)
+        parsed = df.sparkSession.range(1).select(start.isNull().alias("invalid")).first()
+        if parsed is None or parsed["invalid"]:
+            raise InvalidInputError(f"cutoff={cutoff!r} is not a valid timestamp; use e.g. '2024-01-31 00:00:00'")
+    else:
+        start = F.lit(cutoff).cast(compare_type)
+    end = start + F.lit(gap)
+    past = [n for n in names if n not in future]
+    periods = []
+    for index, members in enumerate((past, [n for n in names if n in future])):
+        member_shares = [shares[names.index(n)] for n in members]
+        total = sum(member_shares, Fraction(0))
+        periods.append(Period(index, tuple(members), tuple(s / total for s in member_shares)))
+    return periods, (start, end)
+
+
+def column_list(value: object, what: str, *, required: bool = False) -> list[str]:
+    """A column argument (a name or a sequence of names) as a list of distinct names."""
+    if value is None:
+        columns: list = []
+    elif isinstance(value, str):
+        columns = [value]
+    elif isinstance(value, Sequence):
+        columns = list(value)
+    else:
+        raise InvalidInputError(f"{what}={value!r} must be a column name or a list of them")
+    if not all(isinstance(c, str) and c for c in columns) or len(set(columns)) != len(columns):
+        raise InvalidInputError(f"{what}={value!r} must be distinct, non-empty column names")
+    if required and not columns:
+        raise InvalidInputError(f"{what} is empty; name the column(s) identifying an entity")
+    return columns
+
+
+def require_columns(df: DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise naming the columns `df` lacks, and the ones it has."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InvalidInputError(f"{what} has no column(s) {missing}; its columns are {df.columns}")
+
+
+# ---- column expressions shared by both methods --------------------------------------------
+
+
+def internal(name: str) -> str:
+    """Name of an internal column (never clashes with the caller's, see SplitSpec.build)."""
+    return PREFIX + name
+
+
+def seed_literal(spec: SplitSpec) -> Column:
+    """The seed as a 64-bit literal: the first value every salted hash consumes."""
+    return F.lit(spec.seed).cast("long")
+
+
+def nullable_hash(spec: SplitSpec, salt: str, columns: Sequence[Column]) -> Column:
+    """Salted xxhash64 over columns that may be null: each value is preceded by a null marker.
+
+    Spark hashes each argument in turn, chaining the state, so ('1','23') and ('12','3') are
+    different inputs (no concatenation); but it skips nulls, which the markers make visible.
+    """
+    marked: list[Column] = []
+    for column in columns:
+        marked += [column.isNull(), column]
+    return F.xxhash64(seed_literal(spec), F.lit(salt), *marked)
+
+
+def entity_hash(spec: SplitSpec) -> Column:
+    """The salted 64-bit hash that orders entities (keys are never null, see validation)."""
+    return F.xxhash64(seed_literal(spec), *[F.col(k) for k in spec.keys])
+
+
+def group_hash(spec: SplitSpec) -> Column:
+    """The salted 64-bit hash that orders groups (group_by columns are never null)."""
+    return F.xxhash64(seed_literal(spec), F.lit("group"), *[F.col(g) for g in spec.groups])
+
+
+def entity_tie(spec: SplitSpec) -> Column:
+    """The key, in a form that survives a trip through Python exactly; breaks equal hashes."""
+    fields = []
+    for i, (name, dtype) in enumerate(zip(spec.keys, spec.key_types, strict=True)):
+        column = F.col(name)
+        if isinstance(dtype, T.TimestampType):
+            column = F.unix_micros(column)
+        elif isinstance(dtype, T.DateType):
+            column = F.unix_date(column)
+        elif isinstance(dtype, T.TimestampNTZType):
+            column = column.cast("string")
+        fields.append(column.alias(f"t{i}"))
+    return F.struct(*fields)
+
+
+def tie_type(spec: SplitSpec) -> T.StructType:
+    """Type of `entity_tie` (or, for groups, of the group id that breaks equal group hashes)."""
+    if spec.groups:
+        return T.StructType([T.StructField("t0", T.LongType())])
+    fields = []
+    for i, dtype in enumerate(spec.key_types):
+        if isinstance(dtype, T.TimestampType):
+            dtype = T.LongType()
+        elif isinstance(dtype, T.DateType):
+            dtype = T.IntegerType()
+        elif isinstance(dtype, T.TimestampNTZType):
+            dtype = T.StringType()
+        fields.append(T.StructField(f"t{i}", dtype))
+    return T.StructType(fields)
+
+
+def period_column(spec: SplitSpec) -> Column:
+    """0 (past, or the only period), 1 (future), -1 (time is null), null (in the gap)."""
+    if spec.period_bounds is None:
+        return F.lit(0)
+    start, end = spec.period_bounds
+    event = F.col(spec.time_column)  # type: ignore[arg-type]
+    return F.when(event.isNull(), -1).when(event < start, 0).when(event >= end, 1)
+
+
+def with_periods(spec: SplitSpec, df: DataFrame) -> DataFrame:
+    """`df` with its period; rows in the gap are dropped (they belong to no split)."""
+    return df.withColumn(internal("period"), period_column(spec)).filter(F.col(internal("period")).isNotNull())
+
+
+def output_columns(spec: SplitSpec) -> list[str]:
+    """Columns of the entity-level result, in order."""
+    time_cols = [spec.time_column] if spec.time_column else []
+    return [*spec.keys, *spec.strata, *spec.groups, *time_cols, SPLIT_COLUMN]
+
+
+def per_period(period: Column, by_period: dict[int, Column]) -> Column:
+    """`by_period[period]` as a column expression."""
+    if len(by_period) == 1:
+        return next(iter(by_period.values()))
+    expression = None
+    for index, value in by_period.items():
+        expression = F.when(period == index, value) if expression is None else expression.when(period == index, value)
+    assert expression is not None
+    return expression
+
+
+def exclude_future_of_past_entities(spec: SplitSpec, frame: DataFrame) -> DataFrame:
+    """Drop future rows/units of entities that also have past (training-period) events."""
+    has_past = F.max((F.col(internal("period")) == 0).cast("int")).over(Window.partitionBy(*spec.keys))
+    return frame.withColumn(internal("has_past"), has_past).filter(
+        ~((F.col(internal("period")) == 1) & (F.col(internal("has_past")) == 1))
+    ).drop(internal("has_past"))
+
+
+def any_null(columns: Sequence[Column]) -> Column:
+    """1 when any of `columns` is null, else 0."""
+    return F.greatest(F.lit(0), F.lit(0), *[c.isNull().cast("int") for c in columns])
