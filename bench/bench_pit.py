@@ -2,9 +2,13 @@
 
 All contenders run in one SparkSession (local[2], 8 shuffle partitions by default) on the
 same parquet data and the same generated Feast repo (SparkSource, `offline_store: spark`);
-output is forced with a `noop` write; every contender gets one untimed warm-up run, then
-the median of --runs timed runs is reported. "The limit" is one union of the same entity
-and feature rows, one shuffle by key and one sort by (key, time): no join can do less.
+output is forced with a `noop` write. "The limit" is one union of the same entity and
+feature rows, one shuffle by key and one sort by (key, time): no join can do less.
+
+Measurement: every contender gets an untimed warm-up run, then the contenders run
+round-robin (A B C, A B C, ...) --runs times and medians are reported, so a load change on
+a shared machine hits all of them alike. Besides wall time, the JVM's own CPU time per run
+(user + system, from /proc) is reported: it is far less sensitive to other processes.
 
     .venv/bin/python bench/bench_pit.py                 # reference shape (200k x 2M, 20k keys)
     .venv/bin/python bench/bench_pit.py --scale 0.1     # quick run
@@ -143,14 +147,43 @@ def noop(df: DataFrame) -> None:
     df.write.format("noop").mode("overwrite").save()
 
 
-def timed(run: Callable[[], None], runs: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
+def jvm_cpu_seconds(spark: SparkSession) -> float:
+    """User + system CPU time of the driver JVM (local mode: all executors), or NaN."""
+    try:
+        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, AttributeError, ValueError):
+        return float("nan")
+
+
+@dataclass
+class Timing:
+    wall: list[float]
+    cpu: list[float]
+
+    @property
+    def wall_median(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
+
+def measure(spark: SparkSession, contenders: dict[str, Callable[[], None]], runs: int) -> dict[str, Timing]:
+    """Warm-up each, then `runs` round-robin rounds; wall and JVM CPU seconds per run."""
+    for run in contenders.values():
         run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    timings = {name: Timing([], []) for name in contenders}
+    for _ in range(runs):
+        for name, run in contenders.items():
+            cpu, started = jvm_cpu_seconds(spark), time.perf_counter()
+            run()
+            timings[name].wall.append(time.perf_counter() - started)
+            timings[name].cpu.append(jvm_cpu_seconds(spark) - cpu)
+    return timings
 
 
 def the_limit(spark: SparkSession, feature_path: str, entity_path: str, partitions: int) -> DataFrame:
@@ -215,46 +248,70 @@ def main() -> None:
             spark, entity, feature_repo=work / "repo", features=[f"{view}:{f}" for f in FEATURES]
         )
 
-    limit = timed(lambda: noop(the_limit(spark, feature_path, entity_path, args.partitions)), args.runs)
-    rows = [("the limit (union + shuffle + sort)", "-", limit)]
+    limit_name = "the limit (union + shuffle + sort)"
+    contenders: dict[str, Callable[[], None]] = {
+        limit_name: lambda: noop(the_limit(spark, feature_path, entity_path, args.partitions))
+    }
     feast = None if args.skip_feast else Feast(spark, work / "repo")
     for view, ttl in (("stats_7d", "7 days"), ("stats_all", "unlimited")):
-        ours_time = timed(lambda: noop(ours(view)), args.runs)
-        rows.append((f"ours, TTL {ttl}", ttl, ours_time))
+        contenders[f"ours, TTL {ttl}"] = lambda view=view: noop(ours(view))
         if feast is not None:
-            feast_time = timed(lambda: noop(feast.frame(entity, view)), args.runs)
+            contenders[f"Feast SparkOfflineStore, TTL {ttl}"] = lambda view=view: noop(feast.frame(entity, view))
+    if feast is not None:
+        for view, ttl in (("stats_7d", "7 days"), ("stats_all", "unlimited")):
             same = identical(ours(view), feast.frame(entity, view))
-            rows.append((f"Feast SparkOfflineStore, TTL {ttl}", ttl, feast_time))
-            print(f"TTL {ttl}: rows identical to Feast: {same}; Feast/ours = {feast_time / ours_time:.1f}x")
+            print(f"TTL {ttl}: rows identical to Feast: {same}")
             if not same:
                 raise SystemExit("results differ from Feast")
-        print(f"TTL {ttl}: ours/limit = {ours_time / limit:.2f}x")
+    timings = measure(spark, contenders, args.runs)
+    limit = timings[limit_name]
 
     print()
-    print("| contender | N x M | median s | vs limit |")
-    print("|---|---|---|---|")
-    for name, _, seconds in rows:
-        print(f"| {name} | {shape.describe()} | {seconds:.1f} | {seconds / limit:.2f}x |")
+    print(f"{shape.describe()}; median of {args.runs} interleaved runs; JVM CPU = user + system seconds")
+    print()
+    print("| contender | wall s | vs limit | JVM CPU s | vs limit |")
+    print("|---|---|---|---|---|")
+    for name, timing in timings.items():
+        print(
+            f"| {name} | {timing.wall_median:.1f} | {timing.wall_median / limit.wall_median:.2f}x "
+            f"| {timing.cpu_median:.1f} | {timing.cpu_median / limit.cpu_median:.2f}x |"
+        )
+    if feast is not None:
+        print()
+        print("| TTL | Feast / ours, wall | Feast / ours, JVM CPU |")
+        print("|---|---|---|")
+        for ttl in ("7 days", "unlimited"):
+            ours_t, feast_t = timings[f"ours, TTL {ttl}"], timings[f"Feast SparkOfflineStore, TTL {ttl}"]
+            print(
+                f"| {ttl} | {feast_t.wall_median / ours_t.wall_median:.1f}x "
+                f"| {feast_t.cpu_median / ours_t.cpu_median:.1f}x |"
+            )
 
     if args.doubling:
         print()
-        print("| N + M | ours, TTL 7 days, s | the limit, s | ours/limit |")
-        print("|---|---|---|---|")
+        print("| N + M | ours (TTL 7 days) wall s | limit wall s | ours / limit wall | ours JVM CPU s | limit JVM CPU s | ours / limit CPU |")
+        print("|---|---|---|---|---|---|---|")
         factor = 1.0
         for step in range(args.doubling + 1):
-            scaled = shape.scaled(factor)
+            sub = shape.scaled(factor)
             if step == 0:
-                sub, f_path, e_path = shape, feature_path, entity_path
+                f_path, e_path, repo = feature_path, entity_path, work / "repo"
             else:
-                f_path, e_path = generate(spark, scaled, work / f"data{step}")
-                write_repo(work / f"repo{step}", f_path)
-                sub = scaled
+                f_path, e_path = generate(spark, sub, work / f"data{step}")
+                repo = work / f"repo{step}"
+                write_repo(repo, f_path)
             sub_entity = spark.read.parquet(e_path)
-            repo = work / ("repo" if step == 0 else f"repo{step}")
-            t_ours = timed(lambda: noop(get_historical_features(
-                spark, sub_entity, feature_repo=repo, features=[f"stats_7d:{f}" for f in FEATURES])), args.runs)
-            t_limit = timed(lambda: noop(the_limit(spark, f_path, e_path, args.partitions)), args.runs)
-            print(f"| {sub.entity_rows + sub.feature_rows:,} | {t_ours:.1f} | {t_limit:.1f} | {t_ours / t_limit:.2f}x |")
+            grown = measure(spark, {
+                "ours": lambda: noop(get_historical_features(
+                    spark, sub_entity, feature_repo=repo, features=[f"stats_7d:{f}" for f in FEATURES])),
+                "limit": lambda: noop(the_limit(spark, f_path, e_path, args.partitions)),
+            }, args.runs)
+            o, lim = grown["ours"], grown["limit"]
+            print(
+                f"| {sub.entity_rows + sub.feature_rows:,} | {o.wall_median:.1f} | {lim.wall_median:.1f} "
+                f"| {o.wall_median / lim.wall_median:.2f}x | {o.cpu_median:.1f} | {lim.cpu_median:.1f} "
+                f"| {o.cpu_median / lim.cpu_median:.2f}x |"
+            )
             factor *= 2
     spark.stop()
 

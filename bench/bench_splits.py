@@ -231,6 +231,7 @@ def _bench(spark: SparkSession, args: argparse.Namespace, workdir: Path) -> int:
     common = df.filter(F.col("stratum") == "common").count()
     smallest = df.groupBy("stratum").count().agg(F.min("count")).first()[0]
     print(f"{strata} strata; the common one holds {common / n:.1%}; the smallest {smallest} entities", flush=True)
+    load_before = os.getloadavg()[0]
 
     eager: dict[str, list[float]] = defaultdict(list)  # seconds until assign_splits returned
 
@@ -267,6 +268,7 @@ def _bench(spark: SparkSession, args: argparse.Namespace, workdir: Path) -> int:
             rows[name].times.append(timed(action))
             print(f"  run {repeat + 1}: {name}: {rows[name].times[-1]:.2f}s", flush=True)
 
+    load_after = os.getloadavg()[0]
     print("measuring exactness, stickiness and leaks (untimed)", flush=True)
     outputs = {
         "baseline: hash threshold (1 scan)": (baseline, False),
@@ -298,6 +300,8 @@ def _bench(spark: SparkSession, args: argparse.Namespace, workdir: Path) -> int:
 
     rows["scikit-learn train_test_split (pandas)"] = _sklearn_row(spark, df, grown, args.sklearn_max, args.repeats)
     _print_table(list(rows.values()), rows["baseline: hash threshold (1 scan)"].seconds, n, strata)
+    print(f"machine load average (1 min) when the timed runs started: {load_before:.1f}, ended: {load_after:.1f} "
+          f"({os.cpu_count()} cores)")
     return 0
 
 

@@ -105,12 +105,18 @@ def _units(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, *, with
         units = units.select("*", F.col(internal("sid")).alias(internal("sid_hi")), F.col(internal("gid")).alias(internal("gid_hi")))
     else:
         hashed = _with_ids(spec, rows.select(*spec.keys, internal("period"), *spec.strata, *spec.groups))
-        units = hashed.groupBy(*spec.keys, internal("period")).agg(
+        aggregates = [
             F.min(internal("sid")).alias(internal("sid")), F.max(internal("sid")).alias(internal("sid_hi")),
             F.min(internal("chk")).alias(internal("chk")),
-            F.min(internal("gid")).alias(internal("gid")), F.max(internal("gid")).alias(internal("gid_hi")),
-            F.min(internal("gh")).alias(internal("gh")), F.max(internal("null_group")).alias(internal("null_group")),
-        )  # fmt: skip
+        ]  # fmt: skip
+        if spec.groups:
+            aggregates += [
+                F.min(internal("gid")).alias(internal("gid")), F.max(internal("gid")).alias(internal("gid_hi")),
+                F.min(internal("gh")).alias(internal("gh")), F.max(internal("null_group")).alias(internal("null_group")),
+            ]  # fmt: skip
+        units = hashed.groupBy(*spec.keys, internal("period")).agg(*aggregates)
+        if not spec.groups:
+            units = units.select("*", *[F.lit(0).cast("long").alias(internal(c)) for c in ("gid", "gid_hi", "gh")], F.lit(0).alias(internal("null_group")))
     if spec.exclude_train_entities and not spec.one_row_per_entity:
         units = exclude_future_of_past_entities(spec, units)
     extra = [
@@ -240,7 +246,8 @@ _FLAG_MESSAGES = {
 
 
 def _histogram_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None) -> dict[int, StratumHistogram]:
-    """Per stratum, per hash bucket: total weight, count, min/max hash; validates in the same pass."""
+    """Per stratum and hash bucket: weight, count, min, max and xor of the hashes; and every
+    data check, counted in the same aggregation (raised here, before any further work)."""
     units = _units(spec, rows, previous, with_values=False)
     atoms = _atoms(spec, units)
     bucket = F.when(F.col(internal("prev")).isNotNull(), -1 - F.col(internal("prev"))).otherwise(_bucket_key(spec, F.col(internal("h"))))

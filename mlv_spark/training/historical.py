@@ -86,11 +86,15 @@ def _feature_frame(requested: RequestedView, loaded: LoadedSource) -> DataFrame:
             f"of {loaded.location}"
         )
     times = {view.timestamp_field, view.created_timestamp_column}
-    columns = []
-    for raw in df.columns:
-        name = mapping.get(raw, raw)
-        column = F.col("`" + raw.replace("`", "``") + "`")
-        if raw in loaded.nanos_columns and name not in times:
-            column = nanos_to_timestamp(column, loaded.nanos_columns[raw])
-        columns.append(column.alias(name))
-    return df.select(*columns)
+    converted = {
+        raw: nanos_to_timestamp(F.col(_quoted(raw)), utc)
+        for raw, utc in loaded.nanos_columns.items()
+        if mapping.get(raw, raw) not in times
+    }
+    if converted:
+        df = df.withColumns(converted)
+    return df.withColumnsRenamed(mapping) if mapping else df
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"

@@ -3,16 +3,16 @@
 The rules are those of /work/shared/PIT_SEMANTICS.md; docs/training-sets.md explains the
 algorithm. In short, for each group of views joined on the same entity columns: one union of
 entity rows and feature rows, one shuffle by join keys, one sort by
-``(time, nanos, feature-before-entity, created time, created nanos, tie-break hash, values)``
-and a running ``last(feature struct, ignorenulls)``; TTL is applied to the carried winner
-afterwards. Entity rows carry all their columns (and the results of earlier groups), so
-nothing is joined back. No I/O happens here: sources are read by the caller.
+``(2 * time + kind, created time, tie-break hash, values)`` (feature rows, kind 0, sort
+before entity rows at equal times) and a running ``last(feature struct, ignorenulls)``; TTL
+is applied to the carried winner afterwards. Entity rows carry all their columns (and the
+results of earlier groups), so nothing is joined back. No I/O happens here.
 
 Time columns are compared as microseconds since the epoch (UTC): ``timestamp`` columns are
 instants, ``timestamp_ntz`` and ``date`` columns are read as UTC, and a ``bigint`` time column
 of a feature source is epoch *nanoseconds* (how parquet written by pandas is read, see
-``sources.py``); its sub-microsecond remainder is kept as a separate sort key, so nanosecond
-data is compared exactly.
+``sources.py``); its sub-microsecond remainder is then kept as a separate sort key, so
+nanosecond data is compared exactly.
 """
 
 from __future__ import annotations
@@ -52,10 +52,13 @@ _MICROS_PER_DAY = 86_400_000_000
 _NANOS_PER_MICRO = 1000
 
 # Internal column names of the union; user columns never appear at the top level of it.
-_TIME, _NANOS, _KIND = "__mlv_t", "__mlv_tn", "__mlv_kind"
+_TIME, _NANOS, _KIND, _TIME_KIND = "__mlv_t", "__mlv_tn", "__mlv_kind", "__mlv_tk"
 _CREATED, _CREATED_NANOS, _TIE = "__mlv_c", "__mlv_cn", "__mlv_tb"
 _ENTITY, _BUCKET = "__mlv_e", "__mlv_bucket"
 _FEATURE_ROW, _ENTITY_ROW = 0, 1
+# Time key of an entity row without event time: odd (an entity row) and below every real time,
+# so it sees no feature row; reads back as a null time.
+_NO_TIME = -(2**63) + 1
 _NULL_KEY_SPREAD = 64
 
 
@@ -262,7 +265,7 @@ def _prepare_view(index: int, view: ViewInput, entity_df: DataFrame) -> _View:
     if spec.created_timestamp_column:
         time_types.append(schema[spec.created_timestamp_column].dataType)
     value_type = StructType(
-        [StructField("t", LongType())]
+        ([StructField("t", LongType())] if spec.ttl else [])
         + [StructField(f"f{i}", schema[f].dataType) for i, f in enumerate(spec.features)]
     )
     return _View(
@@ -336,6 +339,55 @@ def _orderable(data_type: DataType) -> bool:
 # ----------------------------------------------------------------------------- one pass
 
 
+@dataclass(frozen=True)
+class _SortKey:
+    """The sort-key columns of one pass (the join keys come first, as partition columns).
+
+    Without nanosecond sources, event time and kind share one column, ``2 * micros + kind``,
+    so feature rows (kind 0) sort before entity rows (kind 1) at equal times; with them,
+    ``(micros, nanos, kind)`` are kept apart. Created-time columns exist only when a view in
+    the pass has one. The tie-break hash and the values follow.
+    """
+
+    nanos: bool
+    created: bool
+
+    def time_columns(self, micros: Column, nanos: Column, kind: int) -> list[Column]:
+        if not self.nanos:
+            key = F.coalesce(micros * F.lit(2) + F.lit(kind), F.lit(_NO_TIME))
+            return [key.cast(LongType()).alias(_TIME_KIND)]
+        return [
+            micros.cast(LongType()).alias(_TIME),
+            nanos.cast(IntegerType()).alias(_NANOS),
+            F.lit(kind).cast(IntegerType()).alias(_KIND),
+        ]
+
+    def created_columns(self, micros: Column, nanos: Column) -> list[Column]:
+        if not self.created:
+            return []
+        columns = [micros.cast(LongType()).alias(_CREATED)]
+        if self.nanos:
+            columns.append(nanos.cast(IntegerType()).alias(_CREATED_NANOS))
+        return columns
+
+    def names(self) -> list[str]:
+        names = [_TIME, _NANOS, _KIND] if self.nanos else [_TIME_KIND]
+        if self.created:
+            names += [_CREATED, _CREATED_NANOS] if self.nanos else [_CREATED]
+        return [*names, _TIE]
+
+    def micros(self) -> Column:
+        """Event time of a union row in epoch microseconds (floored for nanosecond sources)."""
+        if self.nanos:
+            return F.col(_TIME)
+        return F.when(F.col(_TIME_KIND) != F.lit(_NO_TIME), F.shiftright(F.col(_TIME_KIND), 1))
+
+    def is_entity_row(self) -> Column:
+        if self.nanos:
+            return F.col(_KIND) == F.lit(_ENTITY_ROW)
+        return F.col(_TIME_KIND).bitwiseAND(F.lit(1)) == F.lit(_ENTITY_ROW)
+
+
 def _join_group(
     state: DataFrame,
     entity_df: DataFrame,
@@ -358,54 +410,40 @@ def _join_group(
         )
         for c in entity_columns
     ]
-    nanos = any(v.nanos for v in group)
-    carried = [c for c in state.columns if c.startswith("__mlv_r")]
-    carried_types = {c: state.schema[c].dataType for c in carried}
-
-    def layout(
-        keys: list[Column],
-        time: Column,
-        time_nanos: Column,
-        kind: int,
-        created: Column,
-        created_nanos: Column,
-        tie: Column,
-        entity: Column,
-        values: dict[int, Column],
-    ) -> list[Column]:
-        columns = [k.cast(t).alias(n) for k, t, n in zip(keys, key_types, key_names)]
-        columns.append(time.cast(LongType()).alias(_TIME))
-        if nanos:
-            columns.append(time_nanos.cast(IntegerType()).alias(_NANOS))
-        columns.append(F.lit(kind).cast(IntegerType()).alias(_KIND))
-        columns.append(created.cast(LongType()).alias(_CREATED))
-        if nanos:
-            columns.append(created_nanos.cast(IntegerType()).alias(_CREATED_NANOS))
-        columns.append(tie.cast(LongType()).alias(_TIE))
-        columns.append(entity.alias(_ENTITY))
-        for name in carried:
-            source = F.col(name) if kind == _ENTITY_ROW else F.lit(None)
-            columns.append(source.cast(carried_types[name]).alias(name))
-        for view in group:
-            value = values.get(view.index, F.lit(None))
-            columns.append(value.cast(view.value_type).alias(_values(view.index)))
-        return columns
-
+    sort_key = _SortKey(
+        nanos=any(v.nanos for v in group),
+        created=any(v.spec.created_timestamp_column for v in group),
+    )
+    state_schema = state.schema
+    carried = [f.name for f in state_schema.fields if f.name.startswith("__mlv_r")]
     null = F.lit(None)
-    entity_type = state.schema[_ENTITY].dataType
+
+    def layout(keys, time_columns, created_columns, tie, entity, values, entity_side) -> list[Column]:
+        return [
+            *[k.cast(t).alias(n) for k, t, n in zip(keys, key_types, key_names)],
+            *time_columns,
+            *created_columns,
+            tie.cast(LongType()).alias(_TIE),
+            entity.alias(_ENTITY),
+            *[
+                (F.col(c) if entity_side else null.cast(state_schema[c].dataType)).alias(c)
+                for c in carried
+            ],
+            *[values.get(v.index, null.cast(v.value_type)).alias(_values(v.index)) for v in group],
+        ]
+
     entity_rows = state.select(
         *layout(
             keys=[F.col(_ENTITY).getField(c) for c in entity_columns],
-            time=F.col(_TIME),
-            time_nanos=F.lit(0),
-            kind=_ENTITY_ROW,
-            created=null,
-            created_nanos=null,
+            time_columns=sort_key.time_columns(F.col(_TIME), F.lit(0), _ENTITY_ROW),
+            created_columns=sort_key.created_columns(null, null),
             tie=null,
             entity=F.col(_ENTITY),
             values={},
+            entity_side=True,
         )
     )
+    entity_type = state_schema[_ENTITY].dataType
     parts = [entity_rows]
     for view in group:
         spec, schema = view.spec, view.df.schema
@@ -423,6 +461,9 @@ def _join_group(
             created, created_nanos = null, null
         tie_columns = spec.tie_break_columns if spec.tie_break_columns is not None else spec.features
         keys = [_col(view.key_by_entity_column[c]) for c in entity_columns]
+        values = [_col(f).alias(f"f{i}") for i, f in enumerate(spec.features)]
+        if spec.ttl:
+            values.insert(0, time.alias("t"))
         rows = view.df.where(
             reduce(lambda a, b: a & b, [k.isNotNull() for k in keys], _col(spec.timestamp_field).isNotNull())
         )
@@ -430,19 +471,12 @@ def _join_group(
             rows.select(
                 *layout(
                     keys=keys,
-                    time=time,
-                    time_nanos=time_nanos,
-                    kind=_FEATURE_ROW,
-                    created=created,
-                    created_nanos=created_nanos,
+                    time_columns=sort_key.time_columns(time, time_nanos, _FEATURE_ROW),
+                    created_columns=sort_key.created_columns(created, created_nanos),
                     tie=row_hash([(_col(c), schema[c].dataType) for c in tie_columns]),
                     entity=null.cast(entity_type),
-                    values={
-                        view.index: F.struct(
-                            time.alias("t"),
-                            *[_col(f).alias(f"f{i}") for i, f in enumerate(spec.features)],
-                        )
-                    },
+                    values={view.index: F.struct(*values)},
+                    entity_side=False,
                 )
             )
         )
@@ -455,16 +489,10 @@ def _join_group(
             entity_df, entity_ts, group, entity_columns, key_names, key_types, hot_key_rows
         )
         if skew is not None:
-            union = skew.assign_buckets(union)
+            union = skew.assign_buckets(union, sort_key)
             partition.append(F.col(_BUCKET))
 
-    order = [F.col(_TIME)]
-    if nanos:
-        order.append(F.col(_NANOS))
-    order += [F.col(_KIND), F.col(_CREATED)]
-    if nanos:
-        order.append(F.col(_CREATED_NANOS))
-    order.append(F.col(_TIE))
+    order = [F.col(name) for name in sort_key.names()]
     order += [F.col(_values(v.index)) for v in group if _orderable(v.value_type)]
     window = (
         Window.partitionBy(*partition)
@@ -473,25 +501,26 @@ def _join_group(
     )
     latest = {v.index: f"__mlv_w{v.index}" for v in group}
     extra = [*key_names, _BUCKET] if skew is not None else []
+    time_names = [_TIME] if sort_key.nanos else [_TIME_KIND]
     joined = union.select(
-        _ENTITY, _TIME, _KIND, *carried, *extra,
+        _ENTITY, *time_names, *carried, *extra,
         *[F.last(_values(i), ignorenulls=True).over(window).alias(w) for i, w in latest.items()],
-    ).where(F.col(_KIND) == _ENTITY_ROW)
+    ).where(sort_key.is_entity_row())
     if skew is not None:
-        joined = skew.carry_in(joined, union, group, latest, order)
+        joined = skew.carry_in(joined, union, group, latest, order, sort_key)
 
+    entity_micros = sort_key.micros()
     results = []
     for view in group:
         winner = F.col(latest[view.index])
-        ttl = view.spec.ttl
-        if ttl:  # None or zero: unlimited
-            ttl_micros = ttl // timedelta(microseconds=1)
-            winner = F.when(winner.getField("t") >= F.col(_TIME) - F.lit(ttl_micros), winner)
+        if view.spec.ttl:  # None or zero: unlimited
+            ttl_micros = view.spec.ttl // timedelta(microseconds=1)
+            winner = F.when(winner.getField("t") >= entity_micros - F.lit(ttl_micros), winner)
         results.append(winner.alias(_result(view.index)))
     log.debug(
         "point-in-time pass over %s: views %s", entity_columns, [v.spec.name for v in group]
     )
-    return joined.select(_ENTITY, _TIME, *carried, *results)
+    return joined.select(_ENTITY, entity_micros.alias(_TIME), *carried, *results)
 
 
 # ----------------------------------------------------------------------------- skew
@@ -565,17 +594,18 @@ class _HotKeys:
         spark = entity_df.sparkSession
         return _HotKeys(table=F.broadcast(spark.createDataFrame(rows, schema)), key_names=key_names)
 
-    def assign_buckets(self, union: DataFrame) -> DataFrame:
+    def assign_buckets(self, union: DataFrame, sort_key: _SortKey) -> DataFrame:
+        micros = sort_key.micros()
         bucket = F.least(
             F.greatest(
-                F.floor((F.col(_TIME) - F.col("__mlv_hot_lo")) / F.col("__mlv_hot_width")),
+                F.floor((micros - F.col("__mlv_hot_lo")) / F.col("__mlv_hot_width")),
                 F.lit(0),
             ),
             F.col("__mlv_hot_n") - 1,
         ).cast(LongType())
         # Entity rows with a null key match nothing; spread them instead of piling them up.
         null_key = reduce(lambda a, b: a | b, [F.col(n).isNull() for n in self.key_names], F.lit(False))
-        spread = F.pmod(F.xxhash64(F.col(_TIME)), F.lit(_NULL_KEY_SPREAD))
+        spread = F.pmod(F.xxhash64(micros), F.lit(_NULL_KEY_SPREAD))
         columns = union.columns
         with_hot = (
             union.join(self.table, on=self.key_names, how="left")
@@ -597,11 +627,10 @@ class _HotKeys:
         group: list[_View],
         latest: dict[int, str],
         order: list[Column],
+        sort_key: _SortKey,
     ) -> DataFrame:
         """Fills in-bucket misses of hot keys with the latest row of earlier buckets."""
-        features = union.where(
-            (F.col(_KIND) == _FEATURE_ROW) & F.col("__mlv_hot_n").isNotNull()
-        )
+        features = union.where(~sort_key.is_entity_row() & F.col("__mlv_hot_n").isNotNull())
         ordering = F.struct(*[o.alias(f"o{i}") for i, o in enumerate(order)])
         per_bucket = features.groupBy(*self.key_names, _BUCKET).agg(
             *[

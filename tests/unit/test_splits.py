@@ -1,7 +1,7 @@
 """assign_splits, promise by promise (docs/splits.md).
 
-The data: one "common" stratum holding 95 % of the entities and 40 rare strata of 3 to 50
-entities each; every entity has 1 to 3 event rows.
+The data: one "common" stratum holding 95 % of the entities (12,901) and 40 rare strata of 3 to
+50 entities each; every entity has 1 to 3 event rows and belongs to a household of 1 to 4.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
 def build_entities(spark: SparkSession, first_id: int = 0, scale: float = 1.0) -> DataFrame:
-    """One row per entity: user_id (string key), label (stratum), household (1..6 entities of
-    one label)."""
+    """One row per entity: user_id (string key), label (stratum), household (a group of 1 to 4
+    entities of one label)."""
     rare = []
     next_id = first_id
     for index, size in enumerate(RARE_SIZES):
@@ -84,7 +84,6 @@ def assign(df: DataFrame, **arguments) -> DataFrame:
     return assign_splits(df, **({"entity_key": "user_id", "ratios": RATIOS, "seed": 7} | arguments)).cache()
 
 
-
 def counts_by_stratum(frame: DataFrame, stratum: str = "label") -> dict[str, Counter]:
     result: dict[str, Counter] = defaultdict(Counter)
     for row in frame.groupBy(stratum, "split").count().collect():
@@ -117,6 +116,7 @@ def salted_hash(seed: int, *keys: str):
 
 
 def sticky_moves(before: DataFrame, after: DataFrame, keys=("user_id",)) -> int:
+    """How many entities present in both assignments changed split."""
     joined = before.alias("b").join(after.alias("a"), on=list(keys))
     return joined.filter(F.col("b.split") != F.col("a.split")).count()
 
@@ -174,13 +174,12 @@ def test_within_a_stratum_each_split_is_one_arc_of_the_salted_hash_circle(assign
 @pytest.mark.parametrize(
     "reshape, conf",
     [
-        (lambda df: df.repartition(7), {}),
+        (lambda df: df.repartition(7), {"spark.sql.shuffle.partitions": "13"}),
         (lambda df: df.orderBy(F.rand(3)), {}),
         (lambda df: df.coalesce(1), {"spark.sql.shuffle.partitions": "1"}),
-        (lambda df: df, {"spark.sql.shuffle.partitions": "13"}),
         (lambda df: df.repartition(3, "label"), {"spark.sql.adaptive.enabled": "false"}),
     ],
-    ids=["repartitioned", "shuffled-rows", "one-partition", "13-shuffle-partitions", "aqe-off"],
+    ids=["7-partitions-13-shuffle-partitions", "shuffled-rows", "one-partition", "aqe-off"],
 )
 def test_same_output_for_any_partitioning_row_order_and_shuffle_settings(
     spark: SparkSession, events: DataFrame, assigned: DataFrame, reshape, conf
@@ -278,7 +277,8 @@ def test_previous_entities_missing_from_df_are_not_returned(events: DataFrame, a
 def test_cuts_far_from_their_expected_place_are_settled_by_ranking_only_their_buckets(
     events: DataFrame, assigned: DataFrame
 ) -> None:
-    # previous holds half the common stratum, all in train: the new half's cuts move to 60 % / 80 %
+    # previous holds half the common stratum, all in train: the new half's quotas are 60/20/20 %,
+    # not 80/10/10, so a cut falls outside the fine windows, in a coarse bucket of many entities
     half = assigned.filter((F.col("label") == "common") & (F.col("user_id") < user_id(RARE_TOTAL + COMMON_SIZE // 2))).withColumn("split", F.lit("train"))
     records = _capture_split_logs()
     after = assign(events, stratify_by="label", previous=half, buckets=256)
@@ -533,3 +533,16 @@ def test_an_entity_in_two_groups_is_rejected(spark: SparkSession) -> None:
     frame = spark.createDataFrame([("a", "g1"), ("a", "g2"), ("b", "g1")], "k string, g string")
     with pytest.raises(InvalidInputError, match=r"group_by column\(s\) \['g'\] differ between rows of 1 .*'a'"):
         assign_splits(frame, entity_key="k", ratios=RATIOS, seed=1, group_by="g")
+
+
+def test_previous_that_splits_a_group_is_rejected(spark: SparkSession) -> None:
+    frame = spark.createDataFrame([("a", "g1"), ("b", "g1"), ("c", "g2")], "k string, g string")
+    previous = spark.createDataFrame([("a", "train"), ("b", "test")], "k string, split string")
+    with pytest.raises(InvalidInputError, match=r"split inside a group, e\.g\. \('(a|b)',\)"):
+        assign_splits(frame, entity_key="k", ratios=RATIOS, seed=1, group_by="g", previous=previous)
+
+
+def test_a_null_event_time_is_rejected_in_the_out_of_time_mode(spark: SparkSession) -> None:
+    frame = spark.createDataFrame([("a", datetime(2024, 1, 1)), ("b", None)], "k string, t timestamp")
+    with pytest.raises(InvalidInputError, match=r"time_column 't' is null in 1 unit"):
+        assign_splits(frame, entity_key="k", ratios=RATIOS, seed=1, time_column="t", cutoff="2024-06-01")
