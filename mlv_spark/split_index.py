@@ -55,6 +55,11 @@ class SplitParams:
             raise InvalidInputError("time_column is empty; the split index needs each row's event time")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InvalidInputError(f"seed={self.seed!r} must be an integer")
+        if self.previous_version and self.cutoff:
+            raise InvalidInputError(
+                "previous_version cannot be combined with an out-of-time cutoff: an entity may hold a past "
+                "and a future split there, and sticky placement keeps one split per entity; "
+                "compute a new out-of-time version instead")
         return self
 
     def to_json(self) -> str:

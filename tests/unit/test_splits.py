@@ -212,11 +212,6 @@ def test_another_seed_gives_an_independent_draw(events: DataFrame, assigned: Dat
     assert abs(agree - chance) < 4 * sigma, (agree, chance, sigma)
 
 
-def test_the_same_seed_gives_the_same_draw(events: DataFrame, assigned: DataFrame) -> None:
-    again = assign(events, stratify_by="label")
-    assert_df_equality(again, assigned, ignore_row_order=True)
-
-
 # ---- 5. sticky ----------------------------------------------------------------------------------
 
 
