@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -229,6 +230,7 @@ def main() -> None:
     parser.add_argument("--memory", default="6g", help="driver memory")
     parser.add_argument("--skip-feast", action="store_true", help="only ours and the limit")
     parser.add_argument("--doubling", type=int, default=2, help="extra runs of ours at 2x, 4x ... N+M")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data and repos")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
@@ -314,6 +316,8 @@ def main() -> None:
             )
             factor *= 2
     spark.stop()
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

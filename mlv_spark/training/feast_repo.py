@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 from pyspark.sql import SparkSession
@@ -50,7 +50,7 @@ _INTERNAL_NAME = re.compile(r"^__|__$")
 _DUMMY_ENTITY_NAME = "__dummy"  # feast.feature_view.DUMMY_ENTITY_NAME: the entity of entityless views
 
 
-SchemaReader = Callable[[object], SourceColumns]
+SchemaReader = Callable[[Any], SourceColumns]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ViewDefinition:
     """A feature view after apply-time inference; names are after ``field_mapping``."""
 
     name: str
-    source: object  # feast DataSource
+    source: Any  # feast DataSource
     join_keys: tuple[str, ...]
     entity_columns: tuple[FeatureField, ...]
     features: tuple[FeatureField, ...]
@@ -100,10 +100,10 @@ class FeatureRepo:
 
     root: Path
     project: str
-    feature_views: dict[str, object]
-    feature_services: dict[str, object]
-    entities: dict[str, object]
-    on_demand_feature_views: dict[str, object]
+    feature_views: dict[str, Any]  # feast FeatureView / StreamFeatureView
+    feature_services: dict[str, Any]
+    entities: dict[str, Any]
+    on_demand_feature_views: dict[str, Any]
     schema_reader: SchemaReader | None = None
     _inferred: dict[str, ViewDefinition] = field(default_factory=dict, repr=False)
 
@@ -182,8 +182,8 @@ def load_feature_repo(
     return repo
 
 
-def _unique(kind: str, objects: Iterable) -> dict[str, object]:
-    by_name: dict[str, object] = {}
+def _unique(kind: str, objects: Iterable) -> dict[str, Any]:
+    by_name: dict[str, Any] = {}
     for obj in objects:
         if obj.name in by_name:
             raise FeatureDefinitionError(f"two {kind}s are named {obj.name!r}; names must be unique")
@@ -447,8 +447,8 @@ def _service_projections(repo: FeatureRepo, name: str) -> list[RequestedView]:
         view = repo.view(view_name)
         if feature:
             _check_feature(view, view_name, feature)
-        chosen = (feature,) if feature else view.feature_names
-        _merge(requested, RequestedView(view, view_name, {}, tuple(chosen)))
+        picked = (feature,) if feature else view.feature_names
+        _merge(requested, RequestedView(view, view_name, {}, picked))
     return list(requested.values())
 
 

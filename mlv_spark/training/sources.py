@@ -156,6 +156,8 @@ def read_parquet(spark: SparkSession, uri: str) -> tuple[DataFrame, dict[str, bo
 def parquet_nanos_columns(spark: SparkSession, uri: str) -> dict[str, bool]:
     """Top-level INT64 TIMESTAMP(NANOS) columns of the first data file -> is adjusted to UTC."""
     jvm = spark.sparkContext._jvm
+    if jvm is None:
+        raise FeatureDefinitionError("reading parquet sources needs a classic (not Connect) SparkSession")
     conf = spark._jsparkSession.sessionState().newHadoopConf()
     path = jvm.org.apache.hadoop.fs.Path(uri)
     fs = path.getFileSystem(conf)
