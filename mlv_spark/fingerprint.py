@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -39,10 +39,11 @@ _LIMBS = 64 // _LIMB_BITS
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Content digest of a DataFrame and its row count."""
+    """Content digest of a DataFrame, its row count, and row counts per value of `count_by`."""
 
     digest: str
     row_count: int
+    counts: dict = field(default_factory=dict)
 
 
 def _quoted(name: str) -> Column:
@@ -91,19 +92,26 @@ def schema_signature(df: DataFrame) -> str:
     return json.dumps([[f.name, f.dataType.simpleString()] for f in df.schema.fields])
 
 
-def content_fingerprint(df: DataFrame) -> Fingerprint:
-    """Digest and row count of ``df``, independent of row order and partitioning (one job)."""
+def content_fingerprint(df: DataFrame, count_by: str | None = None) -> Fingerprint:
+    """Digest and row count of ``df``, independent of row order and partitioning (one job).
+
+    With ``count_by`` (a column name) the same job also counts the rows per value of that
+    column: the hash sums are then taken per value and added up here, which gives the same
+    digest."""
     values = [(_quoted(f.name), f.dataType) for f in df.schema.fields]
     hashed = df.select(
-        row_hash(values).alias("h1"), row_hash(values, _SECOND_HASH_SALT).alias("h2")
+        *([_quoted(count_by).alias("g")] if count_by is not None else []),
+        row_hash(values).alias("h1"),
+        row_hash(values, _SECOND_HASH_SALT).alias("h2"),
     )
-    row = hashed.agg(
-        F.count(F.lit(1)).alias("n"), *_limbs(F.col("h1"), "a"), *_limbs(F.col("h2"), "b")
-    ).collect()[0].asDict()
-    row_count = int(row["n"])
-    first, second = _combine(row, "a"), _combine(row, "b")
+    aggregates = [F.count(F.lit(1)).alias("n"), *_limbs(F.col("h1"), "a"), *_limbs(F.col("h2"), "b")]
+    rows = [r.asDict() for r in (hashed.groupBy("g") if count_by is not None else hashed).agg(*aggregates).collect()]
+    row_count = sum(int(r["n"]) for r in rows)
+    first = sum(_combine(r, "a") for r in rows) % (1 << 64)
+    second = sum(_combine(r, "b") for r in rows) % (1 << 64)
     text = f"{schema_signature(df)}\n{row_count}\n{first:016x}\n{second:016x}"
-    return Fingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), row_count=row_count)
+    counts = {r["g"]: int(r["n"]) for r in rows} if count_by is not None else {}
+    return Fingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), row_count=row_count, counts=counts)
 
 
 def fingerprint(df: DataFrame) -> str:

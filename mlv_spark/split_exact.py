@@ -61,6 +61,9 @@ log = get_logger("mlv_spark.splits")
 #: position for strata of 5M atoms with the default buckets (the deviation shrinks as 1/sqrt(n)).
 NEAR_CUT = 16
 FINE_BITS = 16
+#: Histogram bucket of the atoms failing a data check (below every real key: those are
+#: > -2**62 for atoms kept from `previous`, and >= 0 otherwise).
+_FAILED_BUCKET = -(2**62)
 
 
 class StratumIdCollisionError(MlvError):
@@ -246,34 +249,37 @@ _FLAG_MESSAGES = {
 
 
 def _histogram_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None) -> dict[int, StratumHistogram]:
-    """Per stratum and hash bucket: weight, count, min, max and xor of the hashes; and every
-    data check, counted in the same aggregation (raised here, before any further work)."""
+    """Per stratum and hash bucket: weight, count, min, max and xor of the hashes. Every data
+    check runs in the same aggregation: an atom failing one lands in a sentinel bucket, and any
+    such bucket is diagnosed and raised here, before any further work."""
     units = _units(spec, rows, previous, with_values=False)
     atoms = _atoms(spec, units)
-    bucket = F.when(F.col(internal("prev")).isNotNull(), -1 - F.col(internal("prev"))).otherwise(_bucket_key(spec, F.col(internal("h"))))
     checks = _checks(spec)
-    problems = sum((F.col(internal(flag)) for flag in checks), F.lit(0)) if checks else F.lit(0)
+    bucket = F.when(F.col(internal("prev")).isNotNull(), -1 - F.col(internal("prev"))).otherwise(_bucket_key(spec, F.col(internal("h"))))
+    if checks:  # an atom failing a check lands in one sentinel bucket: no extra column to sum
+        failed = F.greatest(*[F.col(internal(flag)) for flag in checks], F.lit(0)) > 0
+        bucket = F.when(failed, F.lit(_FAILED_BUCKET)).otherwise(bucket)
+    weight = [F.sum(internal("w")).alias("w")] if spec.groups else []
+    period = [F.col(internal("period")).alias("period")] if spec.out_of_time else []
     started = time.perf_counter()
     arrow = (
-        atoms.groupBy(
-            F.col(internal("period")).alias("period"), F.col(internal("sid")).alias("sid"), F.col(internal("chk")).alias("rotation"), bucket.alias("bucket")
-        )
+        atoms.groupBy(*period, F.col(internal("sid")).alias("sid"), F.col(internal("chk")).alias("rotation"), bucket.alias("bucket"))
         .agg(
-            (F.sum(internal("w")) if spec.groups else F.count(F.lit(1))).alias("w"), F.count(F.lit(1)).alias("n"),
+            *weight, F.count(F.lit(1)).alias("n"),
             F.min(internal("h")).alias("hmin"), F.max(internal("h")).alias("hmax"), F.bit_xor(internal("h")).alias("hxor"),
-            F.sum(problems).alias("problems"),
         )  # fmt: skip
         .toArrow()
     )
     collected = time.perf_counter() - started
-    if pc.sum(arrow.column("problems")).as_py():
+    if checks and pc.any(pc.equal(arrow.column("bucket"), _FAILED_BUCKET)).as_py():
         raise InvalidInputError(_diagnose(spec, units, checks))
     if arrow.num_rows == 0:
         raise InvalidInputError(
             "df has no rows to split" + (" outside the gap" if spec.out_of_time else "") + "; check the input and filters"
         )
-    columns = ("sid", "period", "rotation", "bucket", "w", "n", "hmin", "hmax", "hxor")
-    table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in columns}
+    table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
+    table.setdefault("w", table["n"])  # without groups every atom weighs 1
+    table.setdefault("period", np.zeros_like(table["n"]))
     _check_stratum_ids(table)
     histograms = build_histograms(table)
     log.info(
@@ -285,11 +291,12 @@ def _histogram_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None
 
 def _check_stratum_ids(table: dict) -> None:
     """Each stratum id must stand for one stratum: its second, independent hash never varies."""
-    pairs = np.unique(np.stack([table["sid"], table["rotation"]]), axis=1)
-    ids, counts = np.unique(pairs[0], return_counts=True)
-    if (counts > 1).any():
+    order = np.lexsort((table["rotation"], table["sid"]))
+    sid, rotation = table["sid"][order], table["rotation"][order]
+    clash = (sid[1:] == sid[:-1]) & (rotation[1:] != rotation[:-1])
+    if clash.any():
         raise StratumIdCollisionError(
-            f"strata share the 64-bit stratum id(s) {ids[counts > 1][:3].tolist()}; run again with another seed"
+            f"strata share the 64-bit stratum id(s) {np.unique(sid[1:][clash])[:3].tolist()}; run again with another seed"
         )
 
 

@@ -168,8 +168,8 @@ def build_training_set(
     try:
         training.write.format(output_format).mode("overwrite").save(target)
         written = spark.read.format(output_format).load(target)
-        fp = content_fingerprint(written)
-        counts = {r["split"]: int(r["count"]) for r in written.groupBy("split").count().collect()}
+        fp = content_fingerprint(written, count_by="split")
+        counts = {str(split): n for split, n in fp.counts.items()}
         lineage = TrainingSetLineage(
             lakefs_repository=lakefs.repository, lakefs_ref=ref, lakefs_commit=commit,
             split_version=split_version, split_seed=int(record["params"]["seed"]), splits=list(splits),

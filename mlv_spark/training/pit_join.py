@@ -1,6 +1,6 @@
 """Point-in-time join of feature views onto entity rows: pure DataFrame -> DataFrame.
 
-The rules are those of /work/shared/PIT_SEMANTICS.md; docs/training-sets.md explains the
+The rules are listed in docs/training-sets.md ("Semantics, rule by rule"), which also explains the
 algorithm. In short, for each group of views joined on the same entity columns: one union of
 entity rows and feature rows, one shuffle by join keys, one sort by
 ``(2 * time + kind, created time, tie-break hash, values)`` (feature rows, kind 0, sort
@@ -54,7 +54,7 @@ _NANOS_PER_MICRO = 1000
 # Internal column names of the union; user columns never appear at the top level of it.
 _TIME, _NANOS, _KIND, _TIME_KIND = "__mlv_t", "__mlv_tn", "__mlv_kind", "__mlv_tk"
 _CREATED, _CREATED_NANOS, _TIE = "__mlv_c", "__mlv_cn", "__mlv_tb"
-_ENTITY, _BUCKET = "__mlv_e", "__mlv_bucket"
+_ENTITY, _BUCKET, _SOURCE = "__mlv_e", "__mlv_bucket", "__mlv_src"
 _FEATURE_ROW, _ENTITY_ROW = 0, 1
 # Time key of an entity row without event time: odd (an entity row) and below every real time,
 # so it sees no feature row; reads back as a null time.
@@ -220,6 +220,11 @@ class _View:
     def group_key(self) -> tuple[str, ...]:
         return tuple(sorted(self.key_by_entity_column))
 
+    @property
+    def feature_fields(self) -> list[StructField]:
+        """The value struct's feature fields (f0, f1, ...), without the TTL time ``t``."""
+        return [f for f in self.value_type.fields if f.name != "t"]
+
 
 def _col(name: str) -> Column:
     return F.col("`" + name.replace("`", "``") + "`")
@@ -231,6 +236,10 @@ def _result(index: int) -> str:
 
 def _values(index: int) -> str:
     return f"__mlv_v{index}"
+
+
+def _value(index: int, feature: int) -> str:
+    return f"__mlv_v{index}_{feature}"
 
 
 def _prepare_view(index: int, view: ViewInput, entity_df: DataFrame) -> _View:
@@ -418,7 +427,9 @@ def _join_group(
     carried = [f.name for f in state_schema.fields if f.name.startswith("__mlv_r")]
     null = F.lit(None)
 
-    def layout(keys, time_columns, created_columns, tie, entity, values, entity_side) -> list[Column]:
+    several = len(group) > 1  # then a feature row names its view in a column of its own
+
+    def layout(keys, time_columns, created_columns, tie, entity, values, entity_side, source=None) -> list[Column]:
         return [
             *[k.cast(t).alias(n) for k, t, n in zip(keys, key_types, key_names)],
             *time_columns,
@@ -429,7 +440,12 @@ def _join_group(
                 (F.col(c) if entity_side else null.cast(state_schema[c].dataType)).alias(c)
                 for c in carried
             ],
-            *[values.get(v.index, null.cast(v.value_type)).alias(_values(v.index)) for v in group],
+            *([(null if source is None else F.lit(source)).cast(IntegerType()).alias(_SOURCE)] if several else []),
+            *[
+                values.get((v.index, j), null.cast(field.dataType)).alias(_value(v.index, j))
+                for v in group
+                for j, field in enumerate(v.feature_fields)
+            ],
         ]
 
     entity_rows = state.select(
@@ -461,9 +477,6 @@ def _join_group(
             created, created_nanos = null, null
         tie_columns = spec.tie_break_columns if spec.tie_break_columns is not None else spec.features
         keys = [_col(view.key_by_entity_column[c]) for c in entity_columns]
-        values = [_col(f).alias(f"f{i}") for i, f in enumerate(spec.features)]
-        if spec.ttl:
-            values.insert(0, time.alias("t"))
         rows = view.df.where(
             reduce(lambda a, b: a & b, [k.isNotNull() for k in keys], _col(spec.timestamp_field).isNotNull())
         )
@@ -475,8 +488,9 @@ def _join_group(
                     created_columns=sort_key.created_columns(created, created_nanos),
                     tie=row_hash([(_col(c), schema[c].dataType) for c in tie_columns]),
                     entity=null.cast(entity_type),
-                    values={view.index: F.struct(*values)},
+                    values={(view.index, j): _col(f) for j, f in enumerate(spec.features)},
                     entity_side=False,
+                    source=view.index,
                 )
             )
         )
@@ -492,22 +506,51 @@ def _join_group(
             union = skew.assign_buckets(union, sort_key)
             partition.append(F.col(_BUCKET))
 
-    order = [F.col(name) for name in sort_key.names()]
-    order += [F.col(_values(v.index)) for v in group if _orderable(v.value_type)]
+    order = [F.col(name) for name in sort_key.names()] + [
+        F.col(_value(v.index, j))
+        for v in group
+        if _orderable(v.value_type)
+        for j in range(len(v.feature_fields))
+    ]
+    # One explicit shuffle and sort by the whole order: join keys, time key, created time,
+    # tie-break hash, values. The values travel as flat columns; each view's value struct (with
+    # the event time for TTL, taken from the time key) is built after the sort, and the columns
+    # only the sort needs are dropped, so fewer bytes are shuffled, sorted and buffered by the
+    # window. The window is ordered by the time key alone, a prefix of the sort, so Spark adds
+    # no second sort and the window sees the rows in the sort's full order (asserted in
+    # test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort).
+    arranged = (union.repartition(*partition) if partition else union.repartition(1)).sortWithinPartitions(
+        *partition, *order
+    )
+    sort_only = [_SOURCE, _CREATED, _CREATED_NANOS, _TIE]
+    flat = {*sort_only, *[_value(v.index, j) for v in group for j in range(len(v.feature_fields))]}
+    window_order = [F.col(_TIME), F.col(_NANOS), F.col(_KIND)] if sort_key.nanos else [F.col(_TIME_KIND)]
+
+    def with_value_structs(frame: DataFrame, keep_flat: bool) -> DataFrame:
+        structs = []
+        for view in group:
+            fields = [F.col(_value(view.index, j)).alias(f"f{j}") for j in range(len(view.feature_fields))]
+            if view.spec.ttl:
+                fields.insert(0, sort_key.micros().alias("t"))
+            is_view_row = F.col(_SOURCE) == F.lit(view.index) if several else ~sort_key.is_entity_row()
+            structs.append(F.when(is_view_row, F.struct(*fields)).alias(_values(view.index)))
+        kept = [c for c in frame.columns if keep_flat or c not in flat]
+        return frame.select(*kept, *structs)
+
     window = (
         Window.partitionBy(*partition)
-        .orderBy(*order)
+        .orderBy(*window_order)
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     latest = {v.index: f"__mlv_w{v.index}" for v in group}
     extra = [*key_names, _BUCKET] if skew is not None else []
     time_names = [_TIME] if sort_key.nanos else [_TIME_KIND]
-    joined = union.select(
+    joined = with_value_structs(arranged, keep_flat=False).select(
         _ENTITY, *time_names, *carried, *extra,
         *[F.last(_values(i), ignorenulls=True).over(window).alias(w) for i, w in latest.items()],
     ).where(sort_key.is_entity_row())
     if skew is not None:
-        joined = skew.carry_in(joined, union, group, latest, order, sort_key)
+        joined = skew.carry_in(joined, with_value_structs(union, keep_flat=True), group, latest, order, sort_key)
 
     entity_micros = sort_key.micros()
     results = []

@@ -77,3 +77,12 @@ def test_empty_frame(spark):
     result = content_fingerprint(empty)
     assert result.row_count == 0
     assert result.digest != fingerprint(spark.createDataFrame([], "a long"))
+
+
+def test_counts_per_value_come_from_the_same_job_and_keep_the_digest(spark):
+    df = values(spark, ROWS)
+    grouped = content_fingerprint(df, count_by="s")
+    assert grouped.counts == {"ab": 1, None: 1, "c": 2}
+    assert (grouped.digest, grouped.row_count) == (fingerprint(df), 4)
+    empty = content_fingerprint(spark.createDataFrame([], "a int"), count_by="a")
+    assert (empty.digest, empty.row_count, empty.counts) == (content_fingerprint(spark.createDataFrame([], "a int")).digest, 0, {})

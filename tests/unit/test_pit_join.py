@@ -1,4 +1,4 @@
-"""The pure point-in-time join, rule by rule (/work/shared/PIT_SEMANTICS.md)."""
+"""The pure point-in-time join, rule by rule (docs/training-sets.md, "Semantics, rule by rule")."""
 
 from __future__ import annotations
 
@@ -226,6 +226,23 @@ def test_output_does_not_depend_on_partitioning(spark):
             assert sorted(out.collect()) == expected_rows
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", "4")
+
+
+def test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort(spark):
+    """Full ties beyond the tie-break hash are ordered by the explicit sort, which the window
+    must reuse: a second sort under the window would be free to reorder them."""
+    feats = drivers(spark, [(1, ts("2024-01-01"), None, 1.0)])
+    two_keys = frame(spark, [(1, "a", ts("2024-01-01"), 2.0)], "driver_id long, cust string, ts timestamp, score double")
+    views = [
+        ViewInput(spec(name="a"), feats),
+        ViewInput(spec(name="b", ttl=timedelta(hours=1)), feats),
+        ViewInput(spec(name="pair", join_keys=("driver_id", "cust"), features=("score",), created_timestamp_column=None), two_keys),
+    ]
+    ents = entities(spark, [(1, ts("2024-01-02"), "r")], "driver_id long, event_timestamp timestamp, row string").withColumn("cust", F.lit("a"))
+    plan = point_in_time_join(ents, views, full_feature_names=True)._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("Exchange hashpartitioning") == 2  # one pass per set of join keys
+    assert plan.count("Sort [") == 2
+    assert plan.count("Window [") == 2
 
 
 def test_hot_key_buckets_give_the_same_result(spark):

@@ -160,3 +160,16 @@ def test_weighted_atoms_go_where_their_midpoint_falls() -> None:
     assert find_cut(groups, 2) == Cut(10)  # midpoint 2.5 >= 2
     assert find_cut(groups, 3) == Cut(20)  # midpoint 2.5 < 3: the 5-group stays before the cut
     assert find_cut(groups, 8) == Cut(30)  # midpoint 8 >= 8
+
+
+# ---- stratum ids ----------------------------------------------------------------------------
+
+
+def test_a_stratum_id_standing_for_two_strata_is_refused() -> None:
+    from mlv_spark.split_exact import StratumIdCollisionError, _check_stratum_ids
+
+    one_each = {"sid": np.array([7, 7, -3, 7]), "rotation": np.array([11, 11, 5, 11])}
+    _check_stratum_ids(one_each)  # repeated rows of the same stratum are fine
+    clashing = {"sid": np.array([7, -3, 7, 9]), "rotation": np.array([11, 5, 12, 1])}
+    with pytest.raises(StratumIdCollisionError, match=r"stratum id\(s\) \[7\]"):
+        _check_stratum_ids(clashing)
