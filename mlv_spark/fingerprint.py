@@ -32,6 +32,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
+from mlv_spark.errors import InvalidInputError
+
 _SECOND_HASH_SALT = "mlv-spark/fingerprint/2"
 _LIMB_BITS = 16
 _LIMBS = 64 // _LIMB_BITS
@@ -98,6 +100,8 @@ def content_fingerprint(df: DataFrame, count_by: str | None = None) -> Fingerpri
     With ``count_by`` (a column name) the same job also counts the rows per value of that
     column: the hash sums are then taken per value and added up here, which gives the same
     digest."""
+    if count_by is not None and count_by not in df.columns:
+        raise InvalidInputError(f"count_by={count_by!r} is not a column; the columns are {df.columns}")
     values = [(_quoted(f.name), f.dataType) for f in df.schema.fields]
     hashed = df.select(
         *([_quoted(count_by).alias("g")] if count_by is not None else []),

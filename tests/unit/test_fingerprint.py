@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from pyspark.sql import functions as F
 
+from mlv_spark.errors import InvalidInputError
 from mlv_spark.fingerprint import content_fingerprint, fingerprint
 
 COLUMNS = "k, s, x, arr, m"
@@ -86,3 +88,5 @@ def test_counts_per_value_come_from_the_same_job_and_keep_the_digest(spark):
     assert (grouped.digest, grouped.row_count) == (fingerprint(df), 4)
     empty = content_fingerprint(spark.createDataFrame([], "a int"), count_by="a")
     assert (empty.digest, empty.row_count, empty.counts) == (content_fingerprint(spark.createDataFrame([], "a int")).digest, 0, {})
+    with pytest.raises(InvalidInputError, match="count_by='split' is not a column"):
+        content_fingerprint(df, count_by="split")
