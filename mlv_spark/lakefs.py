@@ -19,6 +19,7 @@ from mlv_spark.config import LakeFSSettings
 from mlv_spark.errors import (
     InvalidRefNameError,
     LakeFSError,
+    MlvError,
     MergeConflictError,
     RefNotFoundError,
     RefNotWritableError,
@@ -98,7 +99,7 @@ class LakeFS:
     def _where(self, ref: str | None = None) -> str:
         return f"lakefs://{self.repository}/{ref}" if ref else f"lakefs://{self.repository}"
 
-    def _fail(self, exc: Exception, action: str, ref: str | None = None) -> LakeFSError:
+    def _fail(self, exc: Exception, action: str, ref: str | None = None) -> MlvError:
         if isinstance(exc, NotFoundException):
             return RefNotFoundError(f"{action}: {self._where(ref)} does not exist")
         if isinstance(exc, ServerException):

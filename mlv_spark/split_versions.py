@@ -134,8 +134,10 @@ def compute_split_version(
         k: source.schema[k].dataType.simpleString() for k in params.entity_key}})
 
     registry_ref = branch if branch_exists else create_branch_from
+    assert registry_ref is not None  # a missing branch without a source was refused above
     existing = _existing_version(tables, registry_ref, version)
     if check_version(existing, params, version):
+        assert existing is not None  # check_version is true only for an existing version
         index = tables.read(SPLITS_TABLE, registry_ref).where(F.col("split_version") == version)
         totals, per_stratum = split_counts(index)
         log.info("splits: version %s already exists with the same parameters: nothing to do", version)
@@ -161,8 +163,8 @@ def compute_split_version(
     if not branch_exists:
         lakefs.create_branch(branch, create_branch_from)  # type: ignore[arg-type]
     try:
-        mode = "append" if tables.exists(SPLITS_TABLE, branch) else "create"
-        tables.write(index, SPLITS_TABLE, branch, mode=mode, partition_by=["split_version"])
+        exists = tables.exists(SPLITS_TABLE, branch)
+        tables.write(index, SPLITS_TABLE, branch, mode="append" if exists else "create", partition_by=["split_version"])
         index_bytes = sum(c.size_bytes or 0 for c in lakefs.uncommitted(branch, prefix="ml_datasets/splits/")
                           if c.type == "added")
         record = version_record(params, version, source_commit, totals)

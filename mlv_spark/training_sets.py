@@ -199,5 +199,6 @@ def build_training_set(
 
 def _exists(spark: SparkSession, uri: str) -> bool:
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    assert jvm is not None  # a classic session (a Connect session has no SparkContext)
     path = jvm.org.apache.hadoop.fs.Path(uri)
     return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))  # type: ignore[attr-defined]

@@ -117,15 +117,16 @@ class Catalog(ABC):
                 writer.append()
             return
         spark_mode = {"create": "errorifexists", "overwrite": "overwrite", "append": "append"}[mode]
-        writer = df.write.format(table.format).mode(spark_mode)
+        path_writer = df.write.format(table.format).mode(spark_mode)
         if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(table.path)
+            path_writer = path_writer.partitionBy(*partition_by)
+        path_writer.save(table.path)
 
     def exists(self, spark: SparkSession, table: TableRef) -> bool:
         if table.identifier:
             return bool(spark.catalog.tableExists(table.identifier))
         jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        assert jvm is not None  # a classic session (a Connect session has no SparkContext)
         path = jvm.org.apache.hadoop.fs.Path(table.path)
         fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
         return bool(fs.exists(jvm.org.apache.hadoop.fs.Path(f"{table.path}/_delta_log")))

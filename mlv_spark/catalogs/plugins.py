@@ -43,6 +43,7 @@ class LakeFSIcebergCatalog(Catalog):
 
     def table(self, name: str, ref: str | None = None) -> TableRef:
         self._check_ref(ref)
+        assert ref is not None  # a versioned catalog: _check_ref refuses a missing ref
         namespace, table = split_table_name(name)
         parts = [self.name, ref, *namespace.split("."), table]
         return TableRef(self.name, namespace, table, ref, "iceberg",
