@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
 from mlv_spark.errors import InvalidInputError
+from mlv_spark.sql import column
 
 _SECOND_HASH_SALT = "mlv-spark/fingerprint/2"
 _LIMB_BITS = 16
@@ -46,10 +47,6 @@ class Fingerprint:
     digest: str
     row_count: int
     counts: dict = field(default_factory=dict)
-
-
-def _quoted(name: str) -> Column:
-    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def _is_nested(data_type: DataType) -> bool:
@@ -102,9 +99,9 @@ def content_fingerprint(df: DataFrame, count_by: str | None = None) -> Fingerpri
     digest."""
     if count_by is not None and count_by not in df.columns:
         raise InvalidInputError(f"count_by={count_by!r} is not a column; the columns are {df.columns}")
-    values = [(_quoted(f.name), f.dataType) for f in df.schema.fields]
+    values = [(column(f.name), f.dataType) for f in df.schema.fields]
     hashed = df.select(
-        *([_quoted(count_by).alias("g")] if count_by is not None else []),
+        *([column(count_by).alias("g")] if count_by is not None else []),
         row_hash(values).alias("h1"),
         row_hash(values, _SECOND_HASH_SALT).alias("h2"),
     )

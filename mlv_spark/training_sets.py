@@ -26,6 +26,7 @@ from mlv_spark.fingerprint import content_fingerprint, schema_signature
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.log import get_logger
 from mlv_spark.split_index import SPLITS_TABLE, VERSIONS_TABLE, decode_entity_key
+from mlv_spark.sql import path_exists
 from mlv_spark.tables import Tables
 from mlv_spark.training import get_historical_features, load_feature_repo, resolve_features
 from mlv_spark.training.feast_repo import FeatureRepo
@@ -155,7 +156,7 @@ def build_training_set(
         target = f"s3a://{lakefs.repository}/{out_match['ref']}/{out_match['path'].strip('/')}"
     else:
         target = output
-    if _exists(spark, target) and not overwrite:
+    if path_exists(spark, target) and not overwrite:
         raise InvalidInputError(f"output {output!r} already exists; choose another location or pass --overwrite")
 
     entities, record = entity_rows(tables, commit, split_version, splits)
@@ -196,9 +197,3 @@ def build_training_set(
              fp.digest[:16], time.monotonic() - started)
     return lineage
 
-
-def _exists(spark: SparkSession, uri: str) -> bool:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    assert jvm is not None  # a classic session (a Connect session has no SparkContext)
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))  # type: ignore[attr-defined]

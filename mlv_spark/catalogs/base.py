@@ -11,13 +11,9 @@ from pyspark.sql import functions as F
 
 from mlv_spark.config import Settings
 from mlv_spark.errors import CatalogError
+from mlv_spark.sql import path_exists, quote
 
 WriteMode = Literal["create", "overwrite", "append"]
-
-
-def quote(part: str) -> str:
-    """Backtick-quote one identifier part (refs like `exp-1` or commit ids need it)."""
-    return "`" + part.replace("`", "``") + "`"
 
 
 def split_table_name(name: str) -> tuple[str, str]:
@@ -125,8 +121,4 @@ class Catalog(ABC):
     def exists(self, spark: SparkSession, table: TableRef) -> bool:
         if table.identifier:
             return bool(spark.catalog.tableExists(table.identifier))
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-        assert jvm is not None  # a classic session (a Connect session has no SparkContext)
-        path = jvm.org.apache.hadoop.fs.Path(table.path)
-        fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
-        return bool(fs.exists(jvm.org.apache.hadoop.fs.Path(f"{table.path}/_delta_log")))
+        return path_exists(spark, f"{table.path}/_delta_log")

@@ -8,9 +8,9 @@ import time
 from typing import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
+from mlv_spark.sql import column
 from mlv_spark.training.feast_repo import FeatureRepo, RequestedView, load_feature_repo, resolve_features
 from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, point_in_time_join
 from mlv_spark.training.sources import LoadedSource, Resolver, SourceReader, nanos_to_timestamp
@@ -87,7 +87,7 @@ def _feature_frame(requested: RequestedView, loaded: LoadedSource) -> DataFrame:
         )
     times = {view.timestamp_field, view.created_timestamp_column}
     converted = {
-        raw: nanos_to_timestamp(F.col(_quoted(raw)), utc)
+        raw: nanos_to_timestamp(column(raw), utc)
         for raw, utc in loaded.nanos_columns.items()
         if mapping.get(raw, raw) not in times
     }
@@ -95,6 +95,3 @@ def _feature_frame(requested: RequestedView, loaded: LoadedSource) -> DataFrame:
         df = df.withColumns(converted)
     return df.withColumnsRenamed(mapping) if mapping else df
 
-
-def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"

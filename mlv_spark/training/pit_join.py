@@ -44,6 +44,7 @@ from pyspark.sql.types import (
 
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
 from mlv_spark.fingerprint import row_hash
+from mlv_spark.sql import column
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +183,8 @@ def point_in_time_join(
 
     ts_type = entity_df.schema[ts_column].dataType
     state = entity_df.select(
-        F.struct(*[_col(name) for name in entity_names]).alias(_ENTITY),
-        _time_parts(_col(ts_column), ts_type, f"entity column {ts_column!r}")[0].alias(_TIME),
+        F.struct(*[column(name) for name in entity_names]).alias(_ENTITY),
+        _time_parts(column(ts_column), ts_type, f"entity column {ts_column!r}")[0].alias(_TIME),
     )
     for group in _group_by_entity_columns(prepared):
         state = _join_group(state, entity_df, ts_column, group, hot_key_rows)
@@ -224,10 +225,6 @@ class _View:
     def feature_fields(self) -> list[StructField]:
         """The value struct's feature fields (f0, f1, ...), without the TTL time ``t``."""
         return [f for f in self.value_type.fields if f.name != "t"]
-
-
-def _col(name: str) -> Column:
-    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def _result(index: int) -> str:
@@ -464,21 +461,21 @@ def _join_group(
     for view in group:
         spec, schema = view.spec, view.df.schema
         time, time_nanos = _micros_and_nanos(
-            _col(spec.timestamp_field), schema[spec.timestamp_field].dataType,
+            column(spec.timestamp_field), schema[spec.timestamp_field].dataType,
             f"timestamp field {spec.timestamp_field!r} of view {spec.name!r}",
         )
         if spec.created_timestamp_column:
             created, created_nanos = _micros_and_nanos(
-                _col(spec.created_timestamp_column),
+                column(spec.created_timestamp_column),
                 schema[spec.created_timestamp_column].dataType,
                 f"created timestamp column {spec.created_timestamp_column!r} of view {spec.name!r}",
             )
         else:
             created, created_nanos = null, null
         tie_columns = spec.tie_break_columns if spec.tie_break_columns is not None else spec.features
-        keys = [_col(view.key_by_entity_column[c]) for c in entity_columns]
+        keys = [column(view.key_by_entity_column[c]) for c in entity_columns]
         rows = view.df.where(
-            reduce(lambda a, b: a & b, [k.isNotNull() for k in keys], _col(spec.timestamp_field).isNotNull())
+            reduce(lambda a, b: a & b, [k.isNotNull() for k in keys], column(spec.timestamp_field).isNotNull())
         )
         parts.append(
             rows.select(
@@ -486,9 +483,9 @@ def _join_group(
                     keys=keys,
                     time_columns=sort_key.time_columns(time, time_nanos, _FEATURE_ROW),
                     created_columns=sort_key.created_columns(created, created_nanos),
-                    tie=row_hash([(_col(c), schema[c].dataType) for c in tie_columns]),
+                    tie=row_hash([(column(c), schema[c].dataType) for c in tie_columns]),
                     entity=null.cast(entity_type),
-                    values={(view.index, j): _col(f) for j, f in enumerate(spec.features)},
+                    values={(view.index, j): column(f) for j, f in enumerate(spec.features)},
                     entity_side=False,
                     source=view.index,
                 )
@@ -593,18 +590,18 @@ class _HotKeys:
     ) -> "_HotKeys | None":
         sides = [
             entity_df.select(
-                *[_col(c).cast(t).alias(n) for c, t, n in zip(entity_columns, key_types, key_names)],
-                _time_parts(_col(entity_ts), entity_df.schema[entity_ts].dataType, "entity time")[0]
+                *[column(c).cast(t).alias(n) for c, t, n in zip(entity_columns, key_types, key_names)],
+                _time_parts(column(entity_ts), entity_df.schema[entity_ts].dataType, "entity time")[0]
                 .alias(_TIME),
             )
         ]
         for view in group:
             ts = view.spec.timestamp_field
-            time, _ = _micros_and_nanos(_col(ts), view.df.schema[ts].dataType, ts)
+            time, _ = _micros_and_nanos(column(ts), view.df.schema[ts].dataType, ts)
             sides.append(
                 view.df.select(
                     *[
-                        _col(view.key_by_entity_column[c]).cast(t).alias(n)
+                        column(view.key_by_entity_column[c]).cast(t).alias(n)
                         for c, t, n in zip(entity_columns, key_types, key_names)
                     ],
                     time.alias(_TIME),
