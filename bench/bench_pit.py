@@ -7,8 +7,10 @@ feature rows, one shuffle by key and one sort by (key, time): no join can do les
 
 Measurement: every contender gets an untimed warm-up run, then the contenders run
 round-robin (A B C, A B C, ...) --runs times and medians are reported, so a load change on
-a shared machine hits all of them alike. Besides wall time, the JVM's own CPU time per run
-(user + system, from /proc) is reported: it is far less sensitive to other processes.
+a shared machine hits all of them alike. Each timed run starts after a full JVM garbage
+collection, so no contender pays for the garbage of the one before it. Besides wall time,
+the JVM's own CPU time per run (user + system, from /proc) is reported: it is far less
+sensitive to other processes.
 
     .venv/bin/python bench/bench_pit.py                 # reference shape (200k x 2M, 20k keys)
     .venv/bin/python bench/bench_pit.py --scale 0.1     # quick run
@@ -173,13 +175,20 @@ class Timing:
         return statistics.median(self.cpu)
 
 
+def settle(spark: SparkSession) -> None:
+    """A full JVM garbage collection (untimed), so no run pays for the previous one's garbage."""
+    spark.sparkContext._jvm.java.lang.System.gc()
+
+
 def measure(spark: SparkSession, contenders: dict[str, Callable[[], None]], runs: int) -> dict[str, Timing]:
-    """Warm-up each, then `runs` round-robin rounds; wall and JVM CPU seconds per run."""
+    """Warm-up each, then `runs` round-robin rounds; wall and JVM CPU seconds per run, each
+    run starting after a full garbage collection."""
     for run in contenders.values():
         run()
     timings = {name: Timing([], []) for name in contenders}
     for _ in range(runs):
         for name, run in contenders.items():
+            settle(spark)
             cpu, started = jvm_cpu_seconds(spark), time.perf_counter()
             run()
             timings[name].wall.append(time.perf_counter() - started)
@@ -265,11 +274,15 @@ def main() -> None:
             print(f"TTL {ttl}: rows identical to Feast: {same}")
             if not same:
                 raise SystemExit("results differ from Feast")
+    load_before = os.getloadavg()[0]
     timings = measure(spark, contenders, args.runs)
+    load_after = os.getloadavg()[0]
     limit = timings[limit_name]
 
     print()
     print(f"{shape.describe()}; median of {args.runs} interleaved runs; JVM CPU = user + system seconds")
+    print(f"machine load average (1 min) when the timed runs started: {load_before:.1f}, ended: {load_after:.1f} "
+          f"({os.cpu_count()} cores)")
     print()
     print("| contender | wall s | vs limit | JVM CPU s | vs limit |")
     print("|---|---|---|---|---|")

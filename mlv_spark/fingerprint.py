@@ -33,7 +33,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
 from mlv_spark.errors import InvalidInputError
-from mlv_spark.sql import column
 
 _SECOND_HASH_SALT = "mlv-spark/fingerprint/2"
 _LIMB_BITS = 16
@@ -53,20 +52,21 @@ def _is_nested(data_type: DataType) -> bool:
     return isinstance(data_type, (ArrayType, MapType, StructType))
 
 
-def value_encoding(column: Column, data_type: DataType) -> list[Column]:
-    """Null-safe, unambiguous hash inputs for one value: its null flag, then the value."""
-    value = F.to_json(column, {"ignoreNullFields": "false"}) if _is_nested(data_type) else column
-    return [column.isNull(), value]
+def row_hash_sql(columns: list[tuple[str, DataType]], salt: str | None = None) -> str:
+    """SQL text of the 64-bit xxhash64 of the null-safe encoding of the given values: for each,
+    its null flag, then the value (nested values as JSON text). ``columns`` pairs an SQL
+    expression (e.g. a plain column name) with its type; an empty list hashes a constant."""
+    parts: list[str] = [_string_literal(salt)] if salt is not None else []
+    for expression, data_type in columns:
+        value = f"to_json({expression}, map('ignoreNullFields', 'false'))" if _is_nested(data_type) else expression
+        parts += [f"isnull({expression})", value]
+    return f"xxhash64({', '.join(parts or ['0'])})"
 
 
-def row_hash(columns: list[tuple[Column, DataType]], salt: str | None = None) -> Column:
-    """64-bit xxhash64 of the null-safe encoding of the given values (an empty list hashes a constant)."""
-    parts: list[Column] = [F.lit(salt)] if salt is not None else []
-    for column, data_type in columns:
-        parts.extend(value_encoding(column, data_type))
-    if not parts:
-        parts = [F.lit(0)]
-    return F.xxhash64(*parts)
+def _string_literal(text: str) -> str:
+    if not all(c.isalnum() or c in "-_/.: " for c in text):
+        raise ValueError(f"salt {text!r}: use letters, digits and -_/.: only")
+    return f"'{text}'"
 
 
 def _limbs(hash_column: Column, prefix: str) -> list[Column]:
@@ -99,11 +99,12 @@ def content_fingerprint(df: DataFrame, count_by: str | None = None) -> Fingerpri
     digest."""
     if count_by is not None and count_by not in df.columns:
         raise InvalidInputError(f"count_by={count_by!r} is not a column; the columns are {df.columns}")
-    values = [(column(f.name), f.dataType) for f in df.schema.fields]
-    hashed = df.select(
-        *([column(count_by).alias("g")] if count_by is not None else []),
-        row_hash(values).alias("h1"),
-        row_hash(values, _SECOND_HASH_SALT).alias("h2"),
+    # Positional internal names: user column names never enter SQL text.
+    names = [f"c{i}" for i in range(len(df.columns))]
+    values = list(zip(names, [f.dataType for f in df.schema.fields]))
+    group = [f"{names[df.columns.index(count_by)]} AS g"] if count_by is not None else []
+    hashed = df.toDF(*names).selectExpr(
+        *group, f"{row_hash_sql(values)} AS h1", f"{row_hash_sql(values, _SECOND_HASH_SALT)} AS h2"
     )
     aggregates = [F.count(F.lit(1)).alias("n"), *_limbs(F.col("h1"), "a"), *_limbs(F.col("h2"), "b")]
     rows = [r.asDict() for r in (hashed.groupBy("g") if count_by is not None else hashed).agg(*aggregates).collect()]

@@ -13,6 +13,10 @@ instants, ``timestamp_ntz`` and ``date`` columns are read as UTC, and a ``bigint
 of a feature source is epoch *nanoseconds* (how parquet written by pandas is read, see
 ``sources.py``); its sub-microsecond remainder is then kept as a separate sort key, so
 nanosecond data is compared exactly.
+
+The plan is written as SQL text (``selectExpr``) over positional internal names (``toDF``):
+user column names never appear in SQL text, and building the plan costs a few JVM calls per
+select rather than several per column expression.
 """
 
 from __future__ import annotations
@@ -25,13 +29,12 @@ from datetime import timedelta
 from functools import reduce
 from typing import Sequence
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     DataType,
     DateType,
-    IntegerType,
     IntegralType,
     LongType,
     MapType,
@@ -43,8 +46,7 @@ from pyspark.sql.types import (
 )
 
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
-from mlv_spark.fingerprint import row_hash
-from mlv_spark.sql import column
+from mlv_spark.fingerprint import row_hash_sql
 
 log = logging.getLogger(__name__)
 
@@ -181,28 +183,33 @@ def point_in_time_join(
         )
     prepared = [_prepare_view(index, view, entity_df) for index, view in enumerate(views)]
 
+    # Positional internal names: no quoting, and no regex reading of quoted names when
+    # spark.sql.parser.quotedRegexColumnNames is on (Feast's Spark store sets it).
+    fields = _entity_fields(entity_names)
     ts_type = entity_df.schema[ts_column].dataType
-    state = entity_df.select(
-        F.struct(*[column(name) for name in entity_names]).alias(_ENTITY),
-        _time_parts(column(ts_column), ts_type, f"entity column {ts_column!r}")[0].alias(_TIME),
+    entity_time = _time_parts(fields[ts_column], ts_type, f"entity column {ts_column!r}")[0]
+    state = entity_df.toDF(*fields.values()).selectExpr(
+        f"struct({', '.join(fields.values())}) AS {_ENTITY}", f"{entity_time} AS {_TIME}"
     )
     for group in _group_by_entity_columns(prepared):
         state = _join_group(state, entity_df, ts_column, group, hot_key_rows)
 
     entity_out = [
-        (
-            F.timestamp_micros(F.col(_TIME)).alias(name)
-            if name == ts_column and isinstance(ts_type, TimestampNTZType)
-            else F.col(_ENTITY).getField(name).alias(name)
-        )
+        f"timestamp_micros({_TIME})"
+        if name == ts_column and isinstance(ts_type, TimestampNTZType)
+        else f"{_ENTITY}.{fields[name]}"
         for name in entity_names
     ]
     feature_out = [
-        F.col(_result(view.index)).getField(f"f{i}").alias(out_name)
-        for view, view_names in zip(prepared, names)
-        for i, out_name in enumerate(view_names)
+        f"{_result(view.index)}.f{i}" for view, view_names in zip(prepared, names) for i in range(len(view_names))
     ]
-    return state.select(*entity_out, *feature_out)
+    out = state.selectExpr(*[f"{expr} AS __mlv_o{i}" for i, expr in enumerate(entity_out + feature_out)])
+    return out.toDF(*entity_names, *[n for view_names in names for n in view_names])
+
+
+def _entity_fields(entity_names: list[str]) -> dict[str, str]:
+    """Internal name of each entity column (its field in the entity struct)."""
+    return {name: f"__mlv_x{i}" for i, name in enumerate(entity_names)}
 
 
 # ----------------------------------------------------------------------------- preparation
@@ -214,7 +221,7 @@ class _View:
     spec: ViewJoinSpec
     df: DataFrame
     key_by_entity_column: dict[str, str]
-    value_type: StructType
+    orderable: bool  # all feature values can be sort keys (maps cannot)
     nanos: bool
 
     @property
@@ -222,9 +229,13 @@ class _View:
         return tuple(sorted(self.key_by_entity_column))
 
     @property
-    def feature_fields(self) -> list[StructField]:
-        """The value struct's feature fields (f0, f1, ...), without the TTL time ``t``."""
-        return [f for f in self.value_type.fields if f.name != "t"]
+    def columns(self) -> dict[str, str]:
+        """Internal (positional) name of each source column, as in ``internal_df``."""
+        return {name: f"__mlv_c{i}" for i, name in enumerate(self.df.columns)}
+
+    @property
+    def internal_df(self) -> DataFrame:
+        return self.df.toDF(*self.columns.values())
 
 
 def _result(index: int) -> str:
@@ -266,20 +277,19 @@ def _prepare_view(index: int, view: ViewInput, entity_df: DataFrame) -> _View:
         raise FeatureDefinitionError(
             f"source of view {spec.name!r} lacks columns {missing}; it has {df.columns}"
         )
+    ambiguous = sorted({c for c in needed if df.columns.count(c) > 1})
+    if ambiguous:
+        raise FeatureDefinitionError(f"source of view {spec.name!r} has several columns named {ambiguous}")
     schema = df.schema
     time_types = [schema[spec.timestamp_field].dataType]
     if spec.created_timestamp_column:
         time_types.append(schema[spec.created_timestamp_column].dataType)
-    value_type = StructType(
-        ([StructField("t", LongType())] if spec.ttl else [])
-        + [StructField(f"f{i}", schema[f].dataType) for i, f in enumerate(spec.features)]
-    )
     return _View(
         index=index,
         spec=spec,
         df=df,
         key_by_entity_column=dict(zip(spec.entity_columns, spec.join_keys)),
-        value_type=value_type,
+        orderable=all(_orderable(schema[f].dataType) for f in spec.features),
         nanos=any(isinstance(t, LongType) for t in time_types),
     )
 
@@ -292,30 +302,30 @@ def _group_by_entity_columns(views: list[_View]) -> list[list[_View]]:
     return list(groups.values())
 
 
-def _time_parts(column: Column, data_type: DataType, what: str) -> tuple[Column, Column | None]:
-    """(epoch microseconds, sub-microsecond nanos or None) of a time column, in UTC."""
+def _time_parts(expression: str, data_type: DataType, what: str) -> tuple[str, str | None]:
+    """SQL text of (epoch microseconds, sub-microsecond nanos or None) of a time, in UTC."""
     if isinstance(data_type, TimestampType):
-        return F.unix_micros(column), None
+        return f"unix_micros({expression})", None
     if isinstance(data_type, TimestampNTZType):
         # Wall-clock arithmetic, independent of the session time zone (a cast would apply it).
-        since_epoch = column - F.lit("1970-01-01 00:00:00").cast(TimestampNTZType())
-        seconds = since_epoch.cast("interval second").cast("decimal(20,6)")
-        return (seconds * F.lit(1_000_000)).cast(LongType()), None
+        since_epoch = f"{expression} - CAST('1970-01-01 00:00:00' AS TIMESTAMP_NTZ)"
+        seconds = f"CAST(CAST({since_epoch} AS INTERVAL SECOND) AS DECIMAL(20,6))"
+        return f"CAST({seconds} * 1000000 AS BIGINT)", None
     if isinstance(data_type, DateType):
-        return F.unix_date(column).cast(LongType()) * F.lit(_MICROS_PER_DAY), None
+        return f"CAST(unix_date({expression}) AS BIGINT) * {_MICROS_PER_DAY}", None
     if isinstance(data_type, LongType):
         # Exact floor division (a double division would round epoch nanoseconds).
-        micros = F.floor(column.cast("decimal(20,0)") / F.lit(_NANOS_PER_MICRO)).cast(LongType())
-        return micros, F.pmod(column, F.lit(_NANOS_PER_MICRO)).cast(IntegerType())
+        micros = f"CAST(floor(CAST({expression} AS DECIMAL(20,0)) / {_NANOS_PER_MICRO}) AS BIGINT)"
+        return micros, f"CAST(pmod({expression}, {_NANOS_PER_MICRO}) AS INT)"
     raise FeatureDefinitionError(
         f"{what} has type {data_type.simpleString()}; expected timestamp, timestamp_ntz, date "
         "or bigint epoch nanoseconds"
     )
 
 
-def _micros_and_nanos(column: Column, data_type: DataType, what: str) -> tuple[Column, Column]:
-    micros, nanos = _time_parts(column, data_type, what)
-    return micros, (nanos if nanos is not None else F.lit(0))
+def _micros_and_nanos(expression: str, data_type: DataType, what: str) -> tuple[str, str]:
+    micros, nanos = _time_parts(expression, data_type, what)
+    return micros, (nanos if nanos is not None else "0")
 
 
 def _common_key_type(entity_column: str, types: list[tuple[str, DataType]]) -> DataType:
@@ -352,28 +362,27 @@ class _SortKey:
     Without nanosecond sources, event time and kind share one column, ``2 * micros + kind``,
     so feature rows (kind 0) sort before entity rows (kind 1) at equal times; with them,
     ``(micros, nanos, kind)`` are kept apart. Created-time columns exist only when a view in
-    the pass has one. The tie-break hash and the values follow.
+    the pass has one. The tie-break hash and the values follow. Expressions are SQL text.
     """
 
     nanos: bool
     created: bool
 
-    def time_columns(self, micros: Column, nanos: Column, kind: int) -> list[Column]:
+    def time_columns(self, micros: str, nanos: str, kind: int) -> list[str]:
         if not self.nanos:
-            key = F.coalesce(micros * F.lit(2) + F.lit(kind), F.lit(_NO_TIME))
-            return [key.cast(LongType()).alias(_TIME_KIND)]
+            return [f"CAST(coalesce({micros} * 2 + {kind}, {_NO_TIME}) AS BIGINT) AS {_TIME_KIND}"]
         return [
-            micros.cast(LongType()).alias(_TIME),
-            nanos.cast(IntegerType()).alias(_NANOS),
-            F.lit(kind).cast(IntegerType()).alias(_KIND),
+            f"CAST({micros} AS BIGINT) AS {_TIME}",
+            f"CAST({nanos} AS INT) AS {_NANOS}",
+            f"CAST({kind} AS INT) AS {_KIND}",
         ]
 
-    def created_columns(self, micros: Column, nanos: Column) -> list[Column]:
+    def created_columns(self, micros: str, nanos: str) -> list[str]:
         if not self.created:
             return []
-        columns = [micros.cast(LongType()).alias(_CREATED)]
+        columns = [f"CAST({micros} AS BIGINT) AS {_CREATED}"]
         if self.nanos:
-            columns.append(nanos.cast(IntegerType()).alias(_CREATED_NANOS))
+            columns.append(f"CAST({nanos} AS INT) AS {_CREATED_NANOS}")
         return columns
 
     def names(self) -> list[str]:
@@ -382,16 +391,19 @@ class _SortKey:
             names += [_CREATED, _CREATED_NANOS] if self.nanos else [_CREATED]
         return [*names, _TIE]
 
-    def micros(self) -> Column:
+    def window_order(self) -> list[str]:
+        return [_TIME, _NANOS, _KIND] if self.nanos else [_TIME_KIND]
+
+    def micros(self) -> str:
         """Event time of a union row in epoch microseconds (floored for nanosecond sources)."""
         if self.nanos:
-            return F.col(_TIME)
-        return F.when(F.col(_TIME_KIND) != F.lit(_NO_TIME), F.shiftright(F.col(_TIME_KIND), 1))
+            return _TIME
+        return f"CASE WHEN {_TIME_KIND} != {_NO_TIME} THEN shiftright({_TIME_KIND}, 1) END"
 
-    def is_entity_row(self) -> Column:
+    def is_entity_row(self) -> str:
         if self.nanos:
-            return F.col(_KIND) == F.lit(_ENTITY_ROW)
-        return F.col(_TIME_KIND).bitwiseAND(F.lit(1)) == F.lit(_ENTITY_ROW)
+            return f"({_KIND} = {_ENTITY_ROW})"
+        return f"(({_TIME_KIND} & 1) = {_ENTITY_ROW})"
 
 
 def _join_group(
@@ -403,6 +415,7 @@ def _join_group(
 ) -> DataFrame:
     """Adds the result struct of every view in ``group`` to each entity row of ``state``."""
     entity_columns = list(group[0].group_key)
+    entity_fields = _entity_fields(entity_df.columns)
     key_names = [f"__mlv_k{i}" for i in range(len(entity_columns))]
     key_types = [
         _common_key_type(
@@ -420,72 +433,66 @@ def _join_group(
         nanos=any(v.nanos for v in group),
         created=any(v.spec.created_timestamp_column for v in group),
     )
-    state_schema = state.schema
-    carried = [f.name for f in state_schema.fields if f.name.startswith("__mlv_r")]
-    null = F.lit(None)
-
+    carried = [name for name in state.columns if name.startswith("__mlv_r")]
     several = len(group) > 1  # then a feature row names its view in a column of its own
 
-    def layout(keys, time_columns, created_columns, tie, entity, values, entity_side, source=None) -> list[Column]:
+    def layout(keys: list[tuple[str, DataType]], time_columns: list[str], created_columns: list[str],
+               tie: str, entity: str, values: dict[tuple[int, int], str], entity_side: bool,
+               source: int | None = None) -> list[str]:
+        # Union columns (by position). NULL fills a column another part types; Spark widens it.
         return [
-            *[k.cast(t).alias(n) for k, t, n in zip(keys, key_types, key_names)],
+            *[_cast(k, t, common) + f" AS {n}" for (k, t), common, n in zip(keys, key_types, key_names)],
             *time_columns,
             *created_columns,
-            tie.cast(LongType()).alias(_TIE),
-            entity.alias(_ENTITY),
+            f"CAST({tie} AS BIGINT) AS {_TIE}",
+            f"{entity} AS {_ENTITY}",
+            *[f"{c if entity_side else 'NULL'} AS {c}" for c in carried],
+            *([f"CAST({'NULL' if source is None else source} AS INT) AS {_SOURCE}"] if several else []),
             *[
-                (F.col(c) if entity_side else null.cast(state_schema[c].dataType)).alias(c)
-                for c in carried
-            ],
-            *([(null if source is None else F.lit(source)).cast(IntegerType()).alias(_SOURCE)] if several else []),
-            *[
-                values.get((v.index, j), null.cast(field.dataType)).alias(_value(v.index, j))
+                f"{values.get((v.index, j), 'NULL')} AS {_value(v.index, j)}"
                 for v in group
-                for j, field in enumerate(v.feature_fields)
+                for j in range(len(v.spec.features))
             ],
         ]
 
-    entity_rows = state.select(
+    entity_rows = state.selectExpr(
         *layout(
-            keys=[F.col(_ENTITY).getField(c) for c in entity_columns],
-            time_columns=sort_key.time_columns(F.col(_TIME), F.lit(0), _ENTITY_ROW),
-            created_columns=sort_key.created_columns(null, null),
-            tie=null,
-            entity=F.col(_ENTITY),
+            keys=[(f"{_ENTITY}.{entity_fields[c]}", entity_df.schema[c].dataType) for c in entity_columns],
+            time_columns=sort_key.time_columns(_TIME, "0", _ENTITY_ROW),
+            created_columns=sort_key.created_columns("NULL", "NULL"),
+            tie="NULL",
+            entity=_ENTITY,
             values={},
             entity_side=True,
         )
     )
-    entity_type = state_schema[_ENTITY].dataType
     parts = [entity_rows]
     for view in group:
-        spec, schema = view.spec, view.df.schema
+        spec, schema, columns = view.spec, view.df.schema, view.columns
         time, time_nanos = _micros_and_nanos(
-            column(spec.timestamp_field), schema[spec.timestamp_field].dataType,
+            columns[spec.timestamp_field], schema[spec.timestamp_field].dataType,
             f"timestamp field {spec.timestamp_field!r} of view {spec.name!r}",
         )
         if spec.created_timestamp_column:
             created, created_nanos = _micros_and_nanos(
-                column(spec.created_timestamp_column),
+                columns[spec.created_timestamp_column],
                 schema[spec.created_timestamp_column].dataType,
                 f"created timestamp column {spec.created_timestamp_column!r} of view {spec.name!r}",
             )
         else:
-            created, created_nanos = null, null
+            created, created_nanos = "NULL", "NULL"
         tie_columns = spec.tie_break_columns if spec.tie_break_columns is not None else spec.features
-        keys = [column(view.key_by_entity_column[c]) for c in entity_columns]
-        rows = view.df.where(
-            reduce(lambda a, b: a & b, [k.isNotNull() for k in keys], column(spec.timestamp_field).isNotNull())
-        )
+        keys = [view.key_by_entity_column[c] for c in entity_columns]
+        present = " AND ".join(f"{columns[k]} IS NOT NULL" for k in [*keys, spec.timestamp_field])
         parts.append(
-            rows.select(
+            view.internal_df.where(present).selectExpr(
                 *layout(
-                    keys=keys,
+                    keys=[(columns[k], schema[k].dataType) for k in keys],
                     time_columns=sort_key.time_columns(time, time_nanos, _FEATURE_ROW),
                     created_columns=sort_key.created_columns(created, created_nanos),
-                    tie=row_hash([(column(c), schema[c].dataType) for c in tie_columns]),
-                    entity=null.cast(entity_type),
-                    values={(view.index, j): column(f) for j, f in enumerate(spec.features)},
+                    tie=row_hash_sql([(columns[c], schema[c].dataType) for c in tie_columns]),
+                    entity="NULL",
+                    values={(view.index, j): columns[f] for j, f in enumerate(spec.features)},
                     entity_side=False,
                     source=view.index,
                 )
@@ -493,7 +500,7 @@ def _join_group(
         )
     union = reduce(DataFrame.union, parts)
 
-    partition = [F.col(n) for n in key_names]
+    partition = list(key_names)
     skew = None
     if hot_key_rows is not None:
         skew = _HotKeys.find(
@@ -501,13 +508,10 @@ def _join_group(
         )
         if skew is not None:
             union = skew.assign_buckets(union, sort_key)
-            partition.append(F.col(_BUCKET))
+            partition.append(_BUCKET)
 
-    order = [F.col(name) for name in sort_key.names()] + [
-        F.col(_value(v.index, j))
-        for v in group
-        if _orderable(v.value_type)
-        for j in range(len(v.feature_fields))
+    order = sort_key.names() + [
+        _value(v.index, j) for v in group if v.orderable for j in range(len(v.spec.features))
     ]
     # One explicit shuffle and sort by the whole order: join keys, time key, created time,
     # tie-break hash, values. The values travel as flat columns; each view's value struct (with
@@ -516,51 +520,57 @@ def _join_group(
     # window. The window is ordered by the time key alone, a prefix of the sort, so Spark adds
     # no second sort and the window sees the rows in the sort's full order (asserted in
     # test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort).
-    arranged = (union.repartition(*partition) if partition else union.repartition(1)).sortWithinPartitions(
-        *partition, *order
-    )
+    by_name = {name: union[name] for name in [*partition, *order]}  # one JVM call per column
+    arranged = (
+        union.repartition(*[by_name[n] for n in partition]) if partition else union.repartition(1)
+    ).sortWithinPartitions(*[by_name[n] for n in [*partition, *order]])
     sort_only = [_SOURCE, _CREATED, _CREATED_NANOS, _TIE]
-    flat = {*sort_only, *[_value(v.index, j) for v in group for j in range(len(v.feature_fields))]}
-    window_order = [F.col(_TIME), F.col(_NANOS), F.col(_KIND)] if sort_key.nanos else [F.col(_TIME_KIND)]
+    flat = {*sort_only, *[_value(v.index, j) for v in group for j in range(len(v.spec.features))]}
 
-    def with_value_structs(frame: DataFrame, keep_flat: bool) -> DataFrame:
+    def value_structs() -> list[str]:
         structs = []
         for view in group:
-            fields = [F.col(_value(view.index, j)).alias(f"f{j}") for j in range(len(view.feature_fields))]
+            fields = [f"'f{j}', {_value(view.index, j)}" for j in range(len(view.spec.features))]
             if view.spec.ttl:
-                fields.insert(0, sort_key.micros().alias("t"))
-            is_view_row = F.col(_SOURCE) == F.lit(view.index) if several else ~sort_key.is_entity_row()
-            structs.append(F.when(is_view_row, F.struct(*fields)).alias(_values(view.index)))
-        kept = [c for c in frame.columns if keep_flat or c not in flat]
-        return frame.select(*kept, *structs)
+                fields.insert(0, f"'t', {sort_key.micros()}")
+            is_view_row = f"{_SOURCE} = {view.index}" if several else f"NOT {sort_key.is_entity_row()}"
+            struct = f"named_struct({', '.join(fields)})"
+            structs.append(f"CASE WHEN {is_view_row} THEN {struct} END AS {_values(view.index)}")
+        return structs
 
     window = (
-        Window.partitionBy(*partition)
-        .orderBy(*window_order)
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        "OVER (" + (f"PARTITION BY {', '.join(partition)} " if partition else "")
+        + f"ORDER BY {', '.join(sort_key.window_order())} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     )
     latest = {v.index: f"__mlv_w{v.index}" for v in group}
     extra = [*key_names, _BUCKET] if skew is not None else []
-    time_names = [_TIME] if sort_key.nanos else [_TIME_KIND]
-    joined = with_value_structs(arranged, keep_flat=False).select(
-        _ENTITY, *time_names, *carried, *extra,
-        *[F.last(_values(i), ignorenulls=True).over(window).alias(w) for i, w in latest.items()],
+    structured = arranged.selectExpr(*[c for c in arranged.columns if c not in flat], *value_structs())
+    joined = structured.selectExpr(
+        _ENTITY, *sort_key.window_order()[:1], *carried, *extra,
+        *[f"last({_values(i)}, true) {window} AS {w}" for i, w in latest.items()],
     ).where(sort_key.is_entity_row())
     if skew is not None:
-        joined = skew.carry_in(joined, with_value_structs(union, keep_flat=True), group, latest, order, sort_key)
+        with_structs = union.selectExpr("*", *value_structs())
+        joined = skew.carry_in(joined, with_structs, group, latest, order, sort_key)
 
-    entity_micros = sort_key.micros()
     results = []
     for view in group:
-        winner = F.col(latest[view.index])
+        winner = latest[view.index]
         if view.spec.ttl:  # None or zero: unlimited
             ttl_micros = view.spec.ttl // timedelta(microseconds=1)
-            winner = F.when(winner.getField("t") >= entity_micros - F.lit(ttl_micros), winner)
-        results.append(winner.alias(_result(view.index)))
+            winner = f"CASE WHEN {winner}.t >= {sort_key.micros()} - {ttl_micros} THEN {winner} END"
+        results.append(f"{winner} AS {_result(view.index)}")
     log.debug(
         "point-in-time pass over %s: views %s", entity_columns, [v.spec.name for v in group]
     )
-    return joined.select(_ENTITY, entity_micros.alias(_TIME), *carried, *results)
+    return joined.selectExpr(_ENTITY, f"{sort_key.micros()} AS {_TIME}", *carried, *results)
+
+
+def _cast(expression: str, data_type: DataType, common: DataType) -> str:
+    """A key in the pass's common key type (only integers to bigint, or text to string)."""
+    if data_type == common:
+        return expression
+    return f"CAST({expression} AS {common.simpleString()})"
 
 
 # ----------------------------------------------------------------------------- skew
@@ -588,23 +598,29 @@ class _HotKeys:
         key_types: list[DataType],
         hot_key_rows: int,
     ) -> "_HotKeys | None":
+        fields = _entity_fields(entity_df.columns)
+        entity_schema = entity_df.schema
+        entity_time = _time_parts(fields[entity_ts], entity_schema[entity_ts].dataType, "entity time")[0]
         sides = [
-            entity_df.select(
-                *[column(c).cast(t).alias(n) for c, t, n in zip(entity_columns, key_types, key_names)],
-                _time_parts(column(entity_ts), entity_df.schema[entity_ts].dataType, "entity time")[0]
-                .alias(_TIME),
+            entity_df.toDF(*fields.values()).selectExpr(
+                *[
+                    f"{_cast(fields[c], entity_schema[c].dataType, t)} AS {n}"
+                    for c, t, n in zip(entity_columns, key_types, key_names)
+                ],
+                f"{entity_time} AS {_TIME}",
             )
         ]
         for view in group:
-            ts = view.spec.timestamp_field
-            time, _ = _micros_and_nanos(column(ts), view.df.schema[ts].dataType, ts)
+            ts, columns, schema = view.spec.timestamp_field, view.columns, view.df.schema
+            time = _time_parts(columns[ts], schema[ts].dataType, ts)[0]
+            keys = [view.key_by_entity_column[c] for c in entity_columns]
             sides.append(
-                view.df.select(
+                view.internal_df.selectExpr(
                     *[
-                        column(view.key_by_entity_column[c]).cast(t).alias(n)
-                        for c, t, n in zip(entity_columns, key_types, key_names)
+                        f"{_cast(columns[k], schema[k].dataType, t)} AS {n}"
+                        for k, t, n in zip(keys, key_types, key_names)
                     ],
-                    time.alias(_TIME),
+                    f"{time} AS {_TIME}",
                 )
             )
         counts = (
@@ -635,7 +651,7 @@ class _HotKeys:
         return _HotKeys(table=F.broadcast(spark.createDataFrame(rows, schema)), key_names=key_names)
 
     def assign_buckets(self, union: DataFrame, sort_key: _SortKey) -> DataFrame:
-        micros = sort_key.micros()
+        micros = F.expr(sort_key.micros())
         bucket = F.least(
             F.greatest(
                 F.floor((micros - F.col("__mlv_hot_lo")) / F.col("__mlv_hot_width")),
@@ -666,12 +682,12 @@ class _HotKeys:
         union: DataFrame,
         group: list[_View],
         latest: dict[int, str],
-        order: list[Column],
+        order: list[str],
         sort_key: _SortKey,
     ) -> DataFrame:
         """Fills in-bucket misses of hot keys with the latest row of earlier buckets."""
-        features = union.where(~sort_key.is_entity_row() & F.col("__mlv_hot_n").isNotNull())
-        ordering = F.struct(*[o.alias(f"o{i}") for i, o in enumerate(order)])
+        features = union.where(f"NOT {sort_key.is_entity_row()} AND __mlv_hot_n IS NOT NULL")
+        ordering = F.struct(*[F.col(name).alias(f"o{i}") for i, name in enumerate(order)])
         per_bucket = features.groupBy(*self.key_names, _BUCKET).agg(
             *[
                 F.max_by(F.col(_values(v.index)), F.when(F.col(_values(v.index)).isNotNull(), ordering))

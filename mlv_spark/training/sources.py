@@ -5,12 +5,12 @@ through ``table_resolver`` (both identity when None; relative FileSource paths a
 to the feature repo, as in Feast). A SparkSource query runs as written.
 
 Parquet written by pandas stores timestamps as ``INT64 TIMESTAMP(NANOS)``, which Spark 4
-refuses to read. Such columns are found in the file footer (through Spark's own Hadoop file
-system, so any URI Spark can read works), and the file is read with an explicit schema in
-which they are ``bigint`` epoch nanoseconds. The session configuration is only changed for
-the instant of schema inference, under a lock. Callers convert these columns: time fields
-stay nanoseconds so the join compares them exactly, feature values become microsecond
-timestamps (``nanos_to_timestamp``).
+refuses to read. When Spark's read fails, such columns are looked up in the file footer
+(through Spark's own Hadoop file system, so any URI Spark can read works), and the file is
+read with an explicit schema in which they are ``bigint`` epoch nanoseconds. The session
+configuration is only changed for the instant of schema inference, under a lock. Callers
+convert these columns: time fields stay nanoseconds so the join compares them exactly,
+feature values become microsecond timestamps (``nanos_to_timestamp``).
 """
 
 from __future__ import annotations
@@ -136,9 +136,19 @@ class SourceReader:
 
 def read_parquet(spark: SparkSession, uri: str) -> tuple[DataFrame, dict[str, bool]]:
     """Parquet at ``uri``; nanosecond timestamp columns come back as bigint epoch nanoseconds."""
-    nanos = parquet_nanos_columns(spark, uri)
-    if not nanos:
-        return spark.read.parquet(uri), {}
+    if str(spark.conf.get(_NANOS_AS_LONG, "false")).lower() != "true":
+        # Spark refuses TIMESTAMP(NANOS) columns, so a read that works has none: the footer is
+        # only looked at when it fails (or when this setting would hide them as bigint).
+        try:
+            return spark.read.parquet(uri), {}
+        except Exception:
+            nanos = parquet_nanos_columns(spark, uri)
+            if not nanos:
+                raise
+    else:
+        nanos = parquet_nanos_columns(spark, uri)
+        if not nanos:
+            return spark.read.parquet(uri), {}
     with _CONF_LOCK:
         previous = spark.conf.get(_NANOS_AS_LONG, None)
         spark.conf.set(_NANOS_AS_LONG, "true")

@@ -216,6 +216,12 @@ def test_nanosecond_parquet_is_read_exactly(tmp_path, spark):
         1704067200000001500,
     ]
     assert spark.conf.get("spark.sql.legacy.parquet.nanosAsLong") == "false"
+    # Where Spark reads the file itself, the footer is not consulted and nothing is converted.
+    pd.DataFrame({"ts": [pd.Timestamp("2024-01-01")]}).astype({"ts": "datetime64[us]"}).to_parquet(tmp_path / "us.parquet")
+    df, nanos = read_parquet(spark, str(tmp_path / "us.parquet"))
+    assert nanos == {} and df.schema["ts"].dataType.simpleString() == "timestamp_ntz"
+    with pytest.raises(FeatureDefinitionError, match="no data at"):
+        read_parquet(spark, str(tmp_path / "missing.parquet"))
 
 
 def test_sources_go_through_the_resolvers(tmp_path, spark):

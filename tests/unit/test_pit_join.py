@@ -327,6 +327,24 @@ def test_output_columns_entity_first_then_views_in_request_order(spark):
     assert out.dtypes[-3:] == [("v2__c", "string"), ("v2__a", "double"), ("v1__b", "bigint")]
 
 
+def test_column_names_are_taken_literally_even_when_quoted_names_are_regexes(spark):
+    """Dots, spaces, backticks and regex characters in names; and the session setting that
+    makes quoted names in SQL text regexes (Feast's Spark store turns it on for the session)."""
+    feats = drivers(spark, [(1, ts("2024-01-01"), None, 1.0), (2, ts("2024-01-01"), None, 2.0)])
+    ents = entities(spark, [(1, ts("2024-01-02"), "a"), (2, ts("2024-01-02"), "b"), (3, ts("2024-01-02"), "c")])
+    plain = point_in_time_join(ents, [ViewInput(spec(), feats)])
+    odd_feats = feats.toDF("driver.id", "t`s", "created (c)", "conv.*")
+    odd_ents = ents.toDF("driver.id", "event time", "row+")
+    odd_spec = spec(join_keys=("driver.id",), features=("conv.*",), timestamp_field="t`s", created_timestamp_column="created (c)")
+    spark.conf.set("spark.sql.parser.quotedRegexColumnNames", "true")
+    try:
+        odd = point_in_time_join(odd_ents, [ViewInput(odd_spec, odd_feats)])
+        assert odd.columns == ["driver.id", "event time", "row+", "conv.*"]
+        assert_df_equality(odd.toDF(*plain.columns), plain, ignore_row_order=True)
+    finally:
+        spark.conf.unset("spark.sql.parser.quotedRegexColumnNames")
+
+
 def test_entity_timestamp_column_detection(spark):
     feats = drivers(spark, [(1, ts("2024-01-01"), None, 1.0)])
     single = frame(spark, [(1, ts("2024-01-02"), "r")], "driver_id long, when timestamp, row string")
