@@ -141,10 +141,15 @@ def read_parquet(spark: SparkSession, uri: str) -> tuple[DataFrame, dict[str, bo
         # only looked at when it fails (or when this setting would hide them as bigint).
         try:
             return spark.read.parquet(uri), {}
-        except Exception:
-            nanos = parquet_nanos_columns(spark, uri)
-            if not nanos:
-                raise
+        except Exception as error:
+            try:
+                nanos = parquet_nanos_columns(spark, uri)
+            except FeatureDefinitionError:
+                raise  # e.g. no data at the path: clearer than Spark's message
+            except Exception:  # the footer is unreadable too
+                nanos = {}
+            if not nanos:  # not the nanosecond case: say why, from Spark's own error
+                raise FeatureDefinitionError(f"cannot read parquet at {uri}: {_root_cause(error)}") from error
     else:
         nanos = parquet_nanos_columns(spark, uri)
         if not nanos:
@@ -161,6 +166,16 @@ def read_parquet(spark: SparkSession, uri: str) -> tuple[DataFrame, dict[str, bo
                 spark.conf.set(_NANOS_AS_LONG, previous)
     log.info("%s: nanosecond timestamp columns %s read as epoch nanoseconds", uri, sorted(nanos))
     return spark.read.schema(schema).parquet(uri), nanos
+
+
+def _root_cause(error: Exception) -> str:
+    """The innermost message of a Spark error (the JVM cause chain), else its first line."""
+    java = getattr(error, "java_exception", None)
+    if java is None:
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    while java.getCause() is not None:
+        java = java.getCause()
+    return str(java.getMessage() or java.toString())
 
 
 def parquet_nanos_columns(spark: SparkSession, uri: str) -> dict[str, bool]:

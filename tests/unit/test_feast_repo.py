@@ -222,6 +222,9 @@ def test_nanosecond_parquet_is_read_exactly(tmp_path, spark):
     assert nanos == {} and df.schema["ts"].dataType.simpleString() == "timestamp_ntz"
     with pytest.raises(FeatureDefinitionError, match="no data at"):
         read_parquet(spark, str(tmp_path / "missing.parquet"))
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet " * 10)
+    with pytest.raises(FeatureDefinitionError, match=r"cannot read parquet at .*bad\.parquet: .*not a Parquet file"):
+        read_parquet(spark, str(tmp_path / "bad.parquet"))
 
 
 def test_sources_go_through_the_resolvers(tmp_path, spark):
