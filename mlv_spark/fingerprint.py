@@ -99,6 +99,8 @@ def content_fingerprint(df: DataFrame, count_by: str | None = None) -> Fingerpri
     digest."""
     if count_by is not None and count_by not in df.columns:
         raise InvalidInputError(f"count_by={count_by!r} is not a column; the columns are {df.columns}")
+    if count_by is not None and df.columns.count(count_by) > 1:
+        raise InvalidInputError(f"count_by={count_by!r} names {df.columns.count(count_by)} columns; rename them apart")
     # Positional internal names: user column names never enter SQL text.
     names = [f"c{i}" for i in range(len(df.columns))]
     values = list(zip(names, [f.dataType for f in df.schema.fields]))

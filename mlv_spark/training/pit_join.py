@@ -546,7 +546,7 @@ def _join_group(
     extra = [*key_names, _BUCKET] if skew is not None else []
     structured = arranged.selectExpr(*[c for c in arranged.columns if c not in flat], *value_structs())
     joined = structured.selectExpr(
-        _ENTITY, *sort_key.window_order()[:1], *carried, *extra,
+        _ENTITY, *sort_key.window_order(), *carried, *extra,  # the time key tells entity rows
         *[f"last({_values(i)}, true) {window} AS {w}" for i, w in latest.items()],
     ).where(sort_key.is_entity_row())
     if skew is not None:

@@ -90,3 +90,5 @@ def test_counts_per_value_come_from_the_same_job_and_keep_the_digest(spark):
     assert (empty.digest, empty.row_count, empty.counts) == (content_fingerprint(spark.createDataFrame([], "a int")).digest, 0, {})
     with pytest.raises(InvalidInputError, match="count_by='split' is not a column"):
         content_fingerprint(df, count_by="split")
+    with pytest.raises(InvalidInputError, match="count_by='s' names 2 columns"):
+        content_fingerprint(df.select("s", "s"), count_by="s")

@@ -373,6 +373,9 @@ def test_missing_columns_are_clear_errors(spark):
     text_keys = frame(spark, [("1", ts("2024-01-02"))], "driver_id string, event_timestamp timestamp")
     with pytest.raises(InvalidInputError, match="incompatible types"):
         point_in_time_join(text_keys, [ViewInput(spec(), feats)])
+    twice = feats.select("driver_id", "ts", "created", "conv", F.lit(2.0).alias("conv"))
+    with pytest.raises(FeatureDefinitionError, match=r"several columns named \['conv'\]"):
+        point_in_time_join(ents, [ViewInput(spec(), twice)])
 
 
 def test_integer_key_widths_are_widened(spark):
