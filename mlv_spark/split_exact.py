@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import json
 import time
-from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -41,17 +40,24 @@ from mlv_spark.split_spec import (
     PREFIX,
     SPLIT_COLUMN,
     SplitSpec,
+    aliases,
     any_null,
-    per_period,
     entity_hash,
     entity_tie,
     exclude_future_of_past_entities,
+    group_columns,
     group_hash,
     internal,
+    key_columns,
+    long_sql,
     nullable_hash,
     output_columns,
+    per_period,
+    stratum_columns,
+    string_sql,
     tie_type,
 )
+from mlv_spark.sql import column
 
 log = get_logger("mlv_spark.splits")
 
@@ -88,129 +94,130 @@ def assign_exactly(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None)
 
 
 # ---- frames: rows -> units (entity, period) -> atoms (unit, or group of units) --------------
+#
+# Expressions are SQL text over internal names (see split_spec): each step is one select.
+
+
+_n = internal  # short: the SQL text below names many internal columns
 
 
 def _units(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, *, with_values: bool) -> DataFrame:
     """One row per unit = (entity, period), with stratum id, hashes, tie, previous split, flags.
 
-    With `with_values` (the final pass) the stratum, group and time values are kept: rows are
-    grouped by key, period, strata and groups, which the histogram pass has shown to be one
-    group per unit. Without (the histogram pass) the ids are hashed on the rows and grouped by
-    key and period with fixed-width aggregates only (Spark's fastest hash aggregation, combined
-    before the shuffle); an entity whose rows disagree shows up as sid != sid_hi or gid != gid_hi.
+    With `with_values` (the final pass) the caller's columns are kept: rows are grouped by key,
+    period, strata and groups, which the histogram pass has shown to be one group per unit.
+    Without (the histogram pass) only internal columns are kept; the ids are hashed on the rows
+    and grouped by key and period with fixed-width aggregates only (Spark's fastest hash
+    aggregation, combined before the shuffle); an entity whose rows disagree shows up as
+    sid != sid_hi or gid != gid_hi.
     """
+    keys, period = key_columns(spec), _n("period")
+    attributes = [*stratum_columns(spec), *group_columns(spec)]
     if spec.one_row_per_entity:
-        units = _with_ids(spec, rows if with_values else rows.select(*spec.keys, *spec.strata, *spec.groups, internal("period")))
-        units = units.select("*", F.col(internal("sid")).alias(internal("sid_hi")), F.col(internal("gid")).alias(internal("gid_hi")))
+        source = rows if with_values else rows.select(*keys, period, *attributes)
+        columns = ["*", *_ids(spec), f"0 AS {_n('conflict_stratum')}", f"0 AS {_n('conflict_group')}"]
     elif with_values:
-        time_aggregate = F.max(spec.time_column).alias(spec.time_column) if spec.time_column else F.count(F.lit(1)).alias(internal("rows"))
-        units = _with_ids(spec, rows.groupBy(*spec.keys, internal("period"), *spec.strata, *spec.groups).agg(time_aggregate))
-        units = units.select("*", F.col(internal("sid")).alias(internal("sid_hi")), F.col(internal("gid")).alias(internal("gid_hi")))
+        time_aggregate = F.max(column(spec.time_column)).alias(spec.time_column) if spec.time_column else F.count(F.lit(1)).alias(_n("rows"))
+        grouped = rows.groupBy(*_columns(spec.keys), period, *_columns([*spec.strata, *spec.groups])).agg(time_aggregate)
+        source = grouped.select("*", *aliases(spec))
+        columns = ["*", *_ids(spec), f"0 AS {_n('conflict_stratum')}", f"0 AS {_n('conflict_group')}"]
     else:
-        hashed = _with_ids(spec, rows.select(*spec.keys, internal("period"), *spec.strata, *spec.groups))
-        aggregates = [
-            F.min(internal("sid")).alias(internal("sid")), F.max(internal("sid")).alias(internal("sid_hi")),
-            F.min(internal("chk")).alias(internal("chk")),
-        ]  # fmt: skip
+        hashed = rows.selectExpr(*keys, period, *_ids(spec))
+        aggregates = [f"min({_n('sid')}) AS {_n('sid')}", f"max({_n('sid')}) AS {_n('sid_hi')}", f"min({_n('chk')}) AS {_n('chk')}"]
         if spec.groups:
             aggregates += [
-                F.min(internal("gid")).alias(internal("gid")), F.max(internal("gid")).alias(internal("gid_hi")),
-                F.min(internal("gh")).alias(internal("gh")), F.max(internal("null_group")).alias(internal("null_group")),
+                f"min({_n('gid')}) AS {_n('gid')}", f"max({_n('gid')}) AS {_n('gid_hi')}",
+                f"min({_n('gh')}) AS {_n('gh')}", f"max({_n('null_group')}) AS {_n('null_group')}",
             ]  # fmt: skip
-        units = hashed.groupBy(*spec.keys, internal("period")).agg(*aggregates)
+        source = hashed.groupBy(*keys, period).agg(*[F.expr(a) for a in aggregates])
+        columns = [
+            "*",
+            f"CAST({_n('sid')} != {_n('sid_hi')} AS INT) AS {_n('conflict_stratum')}",
+            f"CAST({_n('gid')} != {_n('gid_hi')} AS INT) AS {_n('conflict_group')}" if spec.groups else f"0 AS {_n('conflict_group')}",
+        ]
         if not spec.groups:
-            units = units.select("*", *[F.lit(0).cast("long").alias(internal(c)) for c in ("gid", "gid_hi", "gh")], F.lit(0).alias(internal("null_group")))
+            columns += [f"CAST(0 AS BIGINT) AS {_n(c)}" for c in ("gid", "gh")] + [f"0 AS {_n('null_group')}"]
     if spec.exclude_train_entities and not spec.one_row_per_entity:
-        units = exclude_future_of_past_entities(spec, units)
-    extra = [
-        entity_hash(spec).alias(internal("h")),
-        entity_tie(spec).alias(internal("tie")),
-        any_null([F.col(k) for k in spec.keys]).alias(internal("null_key")),
-        (F.col(internal("period")) == -1).cast("int").alias(internal("null_time")),
+        source = exclude_future_of_past_entities(source, keys)
+    columns += [
+        f"{entity_hash(spec)} AS {_n('h')}",
+        f"{entity_tie(spec)} AS {_n('tie')}",
+        f"{any_null(keys)} AS {_n('null_key')}",
+        f"CAST({period} = -1 AS INT) AS {_n('null_time')}",
     ]
-    return _with_previous(spec, units.select("*", *extra), previous)
+    return _with_previous(spec, source.selectExpr(*columns), previous)
 
 
-def _with_ids(spec: SplitSpec, units: DataFrame) -> DataFrame:
-    """Add the stratum id `sid` (a salted hash of period and stratum), its independent check
-    hash `chk` (also the stratum's rotation), the group id `gid`, the group hash `gh`."""
-    period = F.col(internal("period"))
-    stratum = [F.col(s) for s in spec.strata]
-    group = [F.col(g) for g in spec.groups]
-    return units.select(
-        "*",
-        nullable_hash(spec, "stratum", [period, *stratum]).alias(internal("sid")),
-        nullable_hash(spec, "stratum-check", [period, *stratum]).alias(internal("chk")),
-        (nullable_hash(spec, "group-id", group) if group else F.lit(0).cast("long")).alias(internal("gid")),
-        (group_hash(spec) if group else F.lit(0).cast("long")).alias(internal("gh")),
-        any_null(group).alias(internal("null_group")),
-    )
+def _ids(spec: SplitSpec) -> list[str]:
+    """The stratum id `sid` (a salted hash of period and stratum), its independent check hash
+    `chk` (also the stratum's rotation), the group id `gid`, the group hash `gh`."""
+    stratum = [_n("period"), *stratum_columns(spec)]
+    groups = group_columns(spec)
+    return [
+        f"{nullable_hash(spec, 'stratum', stratum)} AS {_n('sid')}",
+        f"{nullable_hash(spec, 'stratum-check', stratum)} AS {_n('chk')}",
+        f"{nullable_hash(spec, 'group-id', groups) if groups else 'CAST(0 AS BIGINT)'} AS {_n('gid')}",
+        f"{group_hash(spec) if groups else 'CAST(0 AS BIGINT)'} AS {_n('gh')}",
+        f"{any_null(groups)} AS {_n('null_group')}",
+    ]
 
 
 def _with_previous(spec: SplitSpec, units: DataFrame, previous: DataFrame | None) -> DataFrame:
     """Add `prev` (global split index kept from `previous`, else null) and `bad_prev`."""
     if previous is None:
-        return units.select("*", F.lit(None).cast("int").alias(internal("prev")), F.lit(0).alias(internal("bad_prev")))
-    split = F.col(SPLIT_COLUMN)
-    index_of = F.create_map(*[F.lit(x) for i, n in enumerate(spec.names) for x in (n, i)])
-    period_of = F.create_map(*[F.lit(x) for p in spec.periods for n in p.names for x in (n, p.index)])
-    index, period_of = F.element_at(index_of, split), F.element_at(period_of, split)
-    labelled = previous.select(*spec.keys, index.alias("i"), period_of.alias("p"))
-    aggregations = [F.sum(F.col("p").isNull().cast("int")).alias(internal("prev_unknown"))]
-    for p in spec.periods:
-        in_period = F.col("p") == p.index
-        aggregations += [
-            F.min(F.when(in_period, F.col("i"))).alias(internal(f"prev_lo{p.index}")),
-            F.max(F.when(in_period, F.col("i"))).alias(internal(f"prev_hi{p.index}")),
-        ]
-    per_key = labelled.groupBy(*spec.keys).agg(*aggregations)
-    joined = units.join(per_key, on=spec.keys, how="left")
-    period = F.col(internal("period"))
-    lo = per_period(period, {p.index: F.col(internal(f"prev_lo{p.index}")) for p in spec.periods})
-    hi = per_period(period, {p.index: F.col(internal(f"prev_hi{p.index}")) for p in spec.periods})
-    bad = (F.coalesce(F.col(internal("prev_unknown")), F.lit(0)) > 0) | (lo != hi)
-    return joined.select(
-        *units.columns, lo.alias(internal("prev")), F.coalesce(bad.cast("int"), F.lit(0)).alias(internal("bad_prev"))
+        return units.selectExpr("*", f"CAST(NULL AS INT) AS {_n('prev')}", f"0 AS {_n('bad_prev')}")
+    keys = key_columns(spec)
+    index_of = f"map({', '.join(f'{string_sql(n)}, {i}' for i, n in enumerate(spec.names))})"
+    period_of = f"map({', '.join(f'{string_sql(n)}, {p.index}' for p in spec.periods for n in p.names)})"
+    split = _n("split")
+    labelled = previous.select(*[column(k).alias(a) for k, a in zip(spec.keys, keys)], F.col(SPLIT_COLUMN).alias(split)).selectExpr(
+        *keys, f"element_at({index_of}, {split}) AS i", f"element_at({period_of}, {split}) AS p"
     )
+    aggregates = [f"sum(CAST(isnull(p) AS INT)) AS {_n('prev_unknown')}"]
+    for p in spec.periods:
+        aggregates += [
+            f"min(CASE WHEN p = {p.index} THEN i END) AS {_n(f'prev_lo{p.index}')}",
+            f"max(CASE WHEN p = {p.index} THEN i END) AS {_n(f'prev_hi{p.index}')}",
+        ]
+    per_key = labelled.groupBy(*keys).agg(*[F.expr(a) for a in aggregates])
+    joined = units.join(per_key, on=keys, how="left")
+    period = _n("period")
+    lo = per_period(period, {p.index: _n(f"prev_lo{p.index}") for p in spec.periods})
+    hi = per_period(period, {p.index: _n(f"prev_hi{p.index}") for p in spec.periods})
+    bad = f"coalesce(CAST(coalesce({_n('prev_unknown')}, 0) > 0 OR ({lo}) != ({hi}) AS INT), 0)"
+    return joined.select(*_columns(units.columns), F.expr(lo).alias(_n("prev")), F.expr(bad).alias(_n("bad_prev")))
 
 
 def _atoms(spec: SplitSpec, units: DataFrame) -> DataFrame:
     """What the cuts order: units, or whole groups (weight = units, stratum = the dominant one)."""
-    flags = ["null_key", "null_time", "bad_prev", "null_group", "conflict_stratum", "conflict_group"]
-    units = units.select(
-        "*",
-        (F.col(internal("sid")) != F.col(internal("sid_hi"))).cast("int").alias(internal("conflict_stratum")),
-        (F.col(internal("gid")) != F.col(internal("gid_hi"))).cast("int").alias(internal("conflict_group")),
-        F.lit(1).cast("long").alias(internal("w")),
-    )
     if not spec.groups:
-        return units
-    per_stratum = units.groupBy(internal("period"), internal("gid"), internal("sid")).agg(
-        F.count(F.lit(1)).alias(internal("n")), F.min(internal("chk")).alias(internal("chk")), F.min(internal("gh")).alias(internal("gh")),
-        F.min(internal("prev")).alias(internal("prev_lo")), F.max(internal("prev")).alias(internal("prev_hi")),
-        *[F.sum(internal(f)).alias(internal(f)) for f in flags],
-    )  # fmt: skip
+        return units.selectExpr("*", f"CAST(1 AS BIGINT) AS {_n('w')}")
+    flags = ["null_key", "null_time", "bad_prev", "null_group", "conflict_stratum", "conflict_group"]
+    sums = [f"sum({_n(f)}) AS {_n(f)}" for f in flags]
+    per_stratum = units.groupBy(_n("period"), _n("gid"), _n("sid")).agg(*[F.expr(a) for a in [
+        f"count(1) AS {_n('n')}", f"min({_n('chk')}) AS {_n('chk')}", f"min({_n('gh')}) AS {_n('gh')}",
+        f"min({_n('prev')}) AS {_n('prev_lo')}", f"max({_n('prev')}) AS {_n('prev_hi')}", *sums,
+    ]])  # fmt: skip
     # the stratum with most units wins; equal counts go to the larger stratum id (deterministic)
-    order = F.col(internal("n")).cast("decimal(38,0)") * F.lit(Decimal(2**64)) + F.col(internal("sid")).cast("decimal(38,0)")
-    groups = per_stratum.groupBy(internal("period"), internal("gid")).agg(
-        F.sum(internal("n")).alias(internal("w")), F.max_by(internal("sid"), order).alias(internal("sid")), F.max_by(internal("chk"), order).alias(internal("chk")),
-        F.min(internal("gh")).alias(internal("h")), F.min(internal("prev_lo")).alias(internal("prev")), F.max(internal("prev_hi")).alias(internal("prev_hi")),
-        *[F.sum(internal(f)).alias(internal(f)) for f in flags],
-    )  # fmt: skip
-    split_inside = F.coalesce((F.col(internal("prev")) != F.col(internal("prev_hi"))).cast("int"), F.lit(0))
-    return groups.select(
-        *[c for c in groups.columns if c != internal("bad_prev")],
-        F.struct(F.col(internal("gid")).alias("t0")).alias(internal("tie")),
-        (F.col(internal("bad_prev")) + split_inside).alias(internal("bad_prev")),
+    order = f"CAST({_n('n')} AS DECIMAL(38,0)) * CAST({2**64} AS DECIMAL(38,0)) + CAST({_n('sid')} AS DECIMAL(38,0))"
+    groups = per_stratum.groupBy(_n("period"), _n("gid")).agg(*[F.expr(a) for a in [
+        f"sum({_n('n')}) AS {_n('w')}", f"max_by({_n('sid')}, {order}) AS {_n('sid')}", f"max_by({_n('chk')}, {order}) AS {_n('chk')}",
+        f"min({_n('gh')}) AS {_n('h')}", f"min({_n('prev_lo')}) AS {_n('prev')}", f"max({_n('prev_hi')}) AS {_n('prev_hi')}", *sums,
+    ]])  # fmt: skip
+    split_inside = f"coalesce(CAST({_n('prev')} != {_n('prev_hi')} AS INT), 0)"
+    return groups.selectExpr(
+        *[c for c in groups.columns if c != _n("bad_prev")],
+        f"named_struct('t0', {_n('gid')}) AS {_n('tie')}",
+        f"{_n('bad_prev')} + {split_inside} AS {_n('bad_prev')}",
     )
 
 
-def _bucket(spec: SplitSpec, atom_hash: Column) -> Column:
+def _bucket(spec: SplitSpec, atom_hash: str) -> str:
     """Coarse bucket: top bits of the signed hash, shifted to [0, buckets); monotone in the hash."""
-    return (F.shiftright(atom_hash, 64 - spec.bits) + F.lit(2 ** (spec.bits - 1))).cast("int")
+    return f"CAST(shiftright({atom_hash}, {64 - spec.bits}) + {2 ** (spec.bits - 1)} AS INT)"
 
 
-def _bucket_key(spec: SplitSpec, atom_hash: Column) -> Column:
+def _bucket_key(spec: SplitSpec, atom_hash: str) -> str:
     """The histogram's bucket, as a key sorting in hash order: the coarse bucket, except within
     NEAR_CUT coarse buckets of where a cut is expected, where it is split FINE_BITS finer.
 
@@ -218,19 +225,19 @@ def _bucket_key(spec: SplitSpec, atom_hash: Column) -> Column:
     (mod 1); the stratum's rotation is its check id `chk` (an independent salted hash)."""
     size = 2**spec.bits
     coarse = _bucket(spec, atom_hash)
-    rotated = F.shiftright(F.col(internal("chk")), 64 - spec.bits) + F.lit(size // 2)  # in [0, size)
-    along = F.pmod(coarse - rotated, F.lit(size))  # the bucket's place on the stratum's circle
+    rotated = f"shiftright({_n('chk')}, {64 - spec.bits}) + {size // 2}"  # in [0, size)
+    along = f"pmod({coarse} - ({rotated}), {size})"  # the bucket's place on the stratum's circle
     by_period = {}
     for p in spec.periods:
-        near = (along <= NEAR_CUT) | (along >= size - NEAR_CUT)
+        near = [f"{along} <= {NEAR_CUT}", f"{along} >= {size - NEAR_CUT}"]
         cumulative = Fraction(0)
         for share in p.shares[:-1]:
             cumulative += share
             expected = int(cumulative * size)
-            near = near | along.between(expected - NEAR_CUT, expected + NEAR_CUT)
-        by_period[p.index] = near
-    fine = F.shiftright(atom_hash, 64 - spec.bits - FINE_BITS) + F.lit(2 ** (spec.bits + FINE_BITS - 1))
-    return F.when(per_period(F.col(internal("period")), by_period), fine).otherwise(F.shiftleft(coarse.cast("long"), FINE_BITS))
+            near.append(f"{along} BETWEEN {expected - NEAR_CUT} AND {expected + NEAR_CUT}")
+        by_period[p.index] = " OR ".join(f"({n})" for n in near)
+    fine = f"shiftright({atom_hash}, {64 - spec.bits - FINE_BITS}) + {long_sql(2 ** (spec.bits + FINE_BITS - 1))}"
+    return f"CASE WHEN {per_period(_n('period'), by_period)} THEN {fine} ELSE shiftleft(CAST({coarse} AS BIGINT), {FINE_BITS}) END"
 
 
 # ---- pass 1: histogram ----------------------------------------------------------------------
@@ -255,21 +262,17 @@ def _histogram_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None
     units = _units(spec, rows, previous, with_values=False)
     atoms = _atoms(spec, units)
     checks = _checks(spec)
-    bucket = F.when(F.col(internal("prev")).isNotNull(), -1 - F.col(internal("prev"))).otherwise(_bucket_key(spec, F.col(internal("h"))))
+    bucket = f"CASE WHEN {_n('prev')} IS NOT NULL THEN -1 - {_n('prev')} ELSE {_bucket_key(spec, _n('h'))} END"
     if checks:  # an atom failing a check lands in one sentinel bucket: no extra column to sum
-        failed = F.greatest(*[F.col(internal(flag)) for flag in checks], F.lit(0)) > 0
-        bucket = F.when(failed, F.lit(_FAILED_BUCKET)).otherwise(bucket)
-    weight = [F.sum(internal("w")).alias("w")] if spec.groups else []
-    period = [F.col(internal("period")).alias("period")] if spec.out_of_time else []
+        failed = f"greatest({', '.join([*[_n(flag) for flag in checks], '0'])}) > 0"
+        bucket = f"CASE WHEN {failed} THEN {long_sql(_FAILED_BUCKET)} ELSE {bucket} END"
+    keys = [*([f"{_n('period')} AS period"] if spec.out_of_time else []), f"{_n('sid')} AS sid", f"{_n('chk')} AS rotation", f"{bucket} AS bucket"]
+    aggregates = [
+        *([f"sum({_n('w')}) AS w"] if spec.groups else []), "count(1) AS n",
+        f"min({_n('h')}) AS hmin", f"max({_n('h')}) AS hmax", f"bit_xor({_n('h')}) AS hxor",
+    ]  # fmt: skip
     started = time.perf_counter()
-    arrow = (
-        atoms.groupBy(*period, F.col(internal("sid")).alias("sid"), F.col(internal("chk")).alias("rotation"), bucket.alias("bucket"))
-        .agg(
-            *weight, F.count(F.lit(1)).alias("n"),
-            F.min(internal("h")).alias("hmin"), F.max(internal("h")).alias("hmax"), F.bit_xor(internal("h")).alias("hxor"),
-        )  # fmt: skip
-        .toArrow()
-    )
+    arrow = atoms.groupBy(*[F.expr(k) for k in keys]).agg(*[F.expr(a) for a in aggregates]).toArrow()
     collected = time.perf_counter() - started
     if checks and pc.any(pc.equal(arrow.column("bucket"), _FAILED_BUCKET)).as_py():
         raise InvalidInputError(_diagnose(spec, units, checks))
@@ -319,12 +322,12 @@ def _checks(spec: SplitSpec) -> list[str]:
 def _diagnose(spec: SplitSpec, units: DataFrame, checks: list[str]) -> str:
     """Error text for failed data checks: counts per check and one offending key (error path only)."""
     atoms = _atoms(spec, units)
-    counts = atoms.agg(*[F.sum(internal(check)).alias(check) for check in checks]).first()
+    counts = atoms.agg(*[F.sum(_n(check)).alias(check) for check in checks]).first()
     assert counts is not None  # a global aggregate always returns one row
     offending = {
-        "conflict_stratum": F.col(internal("sid")) != F.col(internal("sid_hi")),
-        "conflict_group": F.col(internal("gid")) != F.col(internal("gid_hi")),
-        "bad_prev": F.col(internal("bad_prev")) > 0,
+        "conflict_stratum": F.col(_n("sid")) != F.col(_n("sid_hi")),
+        "conflict_group": F.col(_n("gid")) != F.col(_n("gid_hi")),
+        "bad_prev": F.col(_n("bad_prev")) > 0,
     }
     messages = []
     for check in checks:
@@ -332,10 +335,10 @@ def _diagnose(spec: SplitSpec, units: DataFrame, checks: list[str]) -> str:
             continue
         example = None
         if check in offending:
-            example = units.filter(offending[check]).select(*spec.keys).first()
+            example = units.filter(offending[check]).select(*key_columns(spec)).first()
             if example is None and check == "bad_prev" and spec.groups:  # disagreement inside a group
-                split_groups = atoms.filter(F.col(internal("bad_prev")) > 0).select(internal("period"), internal("gid"))
-                example = units.join(split_groups, on=[internal("period"), internal("gid")]).select(*spec.keys).first()
+                split_groups = atoms.filter(F.col(_n("bad_prev")) > 0).select(_n("period"), _n("gid"))
+                example = units.join(split_groups, on=[_n("period"), _n("gid")]).select(*key_columns(spec)).first()
         messages.append(_FLAG_MESSAGES[check].format(
             keys=spec.keys, time=spec.time_column, groups=spec.groups, strata=spec.strata, n=counts[check],
             example=repr(tuple(example)) if example is not None else "?", names=spec.names,
@@ -385,18 +388,22 @@ def _boundary_pass(
     pairs = sorted({(sid, int(histograms[sid].buckets[u.position])) for sid, _, u in unresolved})
     coarse = sorted({key >> FINE_BITS for _, key in pairs})  # the coarse buckets holding them
     atom_hash = group_hash(spec) if spec.groups else entity_hash(spec)
-    narrowed = rows.filter(_bucket(spec, atom_hash).isin(coarse))
+    narrowed = rows.filter(f"{_bucket(spec, atom_hash)} IN ({', '.join(map(str, coarse))})")
     if previous is not None:  # only the few entities in those buckets: no shuffle of previous
-        previous = previous.join(F.broadcast(narrowed.select(*spec.keys).distinct()), on=spec.keys, how="left_semi")
+        previous = previous.join(F.broadcast(narrowed.select(*_columns(spec.keys)).distinct()), on=spec.keys, how="left_semi")
     atoms = _atoms(spec, _units(spec, narrowed, previous, with_values=False))
-    atoms = atoms.filter(F.col(internal("prev")).isNull()).select("*", _bucket_key(spec, F.col(internal("h"))).alias(internal("bucket")))
     pair_frame = _local_frame(
-        spark, pairs, T.StructType([T.StructField(internal("sid"), T.LongType()), T.StructField(internal("bucket"), T.LongType())])
+        spark, pairs, T.StructType([T.StructField(_n("sid"), T.LongType()), T.StructField(_n("bucket"), T.LongType())])
     )
     ranked = (
-        atoms.join(F.broadcast(pair_frame), on=[internal("sid"), internal("bucket")], how="left_semi")
-        .withColumn("rank", F.row_number().over(Window.partitionBy(internal("sid"), internal("bucket")).orderBy(internal("h"), internal("tie"))))
-        .select(internal("sid"), internal("bucket"), "rank", internal("h"), internal("tie"), internal("w"))
+        atoms.where(f"{_n('prev')} IS NULL")
+        .selectExpr(_n("sid"), f"{_bucket_key(spec, _n('h'))} AS {_n('bucket')}", _n("h"), _n("tie"), _n("w"))
+        .join(F.broadcast(pair_frame), on=[_n("sid"), _n("bucket")], how="left_semi")
+        .selectExpr(
+            _n("sid"), _n("bucket"),
+            f"row_number() OVER (PARTITION BY {_n('sid')}, {_n('bucket')} ORDER BY {_n('h')}, {_n('tie')}) AS rank",
+            _n("h"), _n("tie"), _n("w"),
+        )  # fmt: skip
         .collect()
     )
     members: dict[tuple[int, int], list[tuple[int, tuple, int]]] = {}
@@ -417,10 +424,10 @@ def _cut_table(spark, spec: SplitSpec, plans: dict[int, tuple[list[str], list]])
     """One small row per stratum: each cut atom's (hash, tie) and the split owning each segment
     (`o0` before the first cut, `o1` after it, ...); a missing cut is +infinity."""
     count = _cut_count(spec)
-    fields = [T.StructField(internal("sid"), T.LongType(), False)]
-    fields += [T.StructField(internal(f"o{j}"), T.StringType()) for j in range(count + 1)]
+    fields = [T.StructField(_n("sid"), T.LongType(), False)]
+    fields += [T.StructField(_n(f"o{j}"), T.StringType()) for j in range(count + 1)]
     for j in range(count):
-        fields += [T.StructField(internal(f"ch{j}"), T.LongType()), T.StructField(internal(f"ct{j}"), tie_type(spec))]
+        fields += [T.StructField(_n(f"ch{j}"), T.LongType()), T.StructField(_n(f"ct{j}"), tie_type(spec))]
     records = []
     for sid, (owners, stratum_cuts) in plans.items():
         record: list = [sid, *owners, *owners[-1:] * (count + 1 - len(owners))]
@@ -455,19 +462,17 @@ def _jsonable(value: object, dtype: T.DataType) -> object:
     return value
 
 
-def _split_from_cuts(spec: SplitSpec, h: Column, tie: Column) -> Column:
+def _split_from_cuts(spec: SplitSpec, tie: str) -> str:
     """Split of an atom joined to its stratum's cut row: the owner of the segment it falls in.
-    `tie` is only evaluated for an atom whose hash equals a cut's (Spark's OR short-circuits)."""
-    expression = None
+    `tie` is only evaluated for an atom whose hash equals a cut's (Spark's AND short-circuits)."""
+    h, prev = _n("h"), _n("prev")
+    kept = f"element_at(array({', '.join(string_sql(n) for n in spec.names)}), {prev} + 1)"
+    cases = [f"WHEN {prev} IS NOT NULL THEN {kept}"]
     for j in range(_cut_count(spec)):
-        ch, ct = F.col(internal(f"ch{j}")), F.col(internal(f"ct{j}"))
-        before = ch.isNull() | (h < ch) | ((h == ch) & ct.isNotNull() & (tie < ct))
-        owner = F.col(internal(f"o{j}"))
-        expression = F.when(before, owner) if expression is None else expression.when(before, owner)
-    last = F.col(internal(f"o{_cut_count(spec)}"))
-    new_split = last if expression is None else expression.otherwise(last)
-    kept = F.element_at(F.array(*[F.lit(n) for n in spec.names]), F.col(internal("prev")) + 1)
-    return F.when(F.col(internal("prev")).isNotNull(), kept).otherwise(new_split)
+        ch, ct = _n(f"ch{j}"), _n(f"ct{j}")
+        before = f"{ch} IS NULL OR {h} < {ch} OR ({h} = {ch} AND {ct} IS NOT NULL AND {tie} < {ct})"
+        cases.append(f"WHEN {before} THEN {_n(f'o{j}')}")
+    return f"CASE {' '.join(cases)} ELSE {_n(f'o{_cut_count(spec)}')} END"
 
 
 # ---- final pass -----------------------------------------------------------------------------
@@ -475,28 +480,31 @@ def _split_from_cuts(spec: SplitSpec, h: Column, tie: Column) -> Column:
 
 def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cut_table: DataFrame) -> DataFrame:
     """Lazy: each atom compared with its stratum's cut atoms; no window, no sort."""
+    split = F.expr(_split_from_cuts(spec, _n("tie") if spec.groups else entity_tie(spec))).alias(SPLIT_COLUMN)
     simple_rows = spec.per_row and not spec.groups and previous is None and not spec.exclude_train_entities
     if simple_rows:
         # every row of an entity carries the entity's stratum (validated), so rows map directly
-        labelled = _with_ids(spec, rows).select(
-            "*", entity_hash(spec).alias(internal("h")), F.lit(None).cast("int").alias(internal("prev"))
-        )
-        labelled = labelled.join(cut_table, on=internal("sid"))
-        split = _split_from_cuts(spec, F.col(internal("h")), entity_tie(spec))
-        return labelled.select(*_caller_columns(rows), split.alias(SPLIT_COLUMN))
+        labelled = rows.selectExpr(
+            "*", *_ids(spec)[:1], f"{entity_hash(spec)} AS {_n('h')}", f"CAST(NULL AS INT) AS {_n('prev')}",
+        ).join(cut_table, on=_n("sid"))
+        return labelled.select(*_columns(_caller_columns(rows)), split)
     units = _units(spec, rows, previous, with_values=True)
     if spec.groups:
-        atoms = _atoms(spec, units).join(cut_table, on=internal("sid"))
-        split = _split_from_cuts(spec, F.col(internal("h")), F.col(internal("tie")))
-        group_split = atoms.select(internal("period"), internal("gid"), split.alias(SPLIT_COLUMN))
-        assigned = units.join(group_split, on=[internal("period"), internal("gid")])
+        atoms = _atoms(spec, units).join(cut_table, on=_n("sid"))
+        group_split = atoms.select(_n("period"), _n("gid"), split)
+        assigned = units.join(group_split, on=[_n("period"), _n("gid")])
     else:
-        split = _split_from_cuts(spec, F.col(internal("h")), entity_tie(spec))
-        assigned = units.join(cut_table, on=internal("sid")).select("*", split.alias(SPLIT_COLUMN))
+        assigned = units.join(cut_table, on=_n("sid")).select("*", split)
     if not spec.per_row:
-        return assigned.select(*output_columns(spec))
-    unit_key = [*spec.keys, internal("period")]
-    return rows.join(assigned.select(*unit_key, SPLIT_COLUMN), on=unit_key).select(*_caller_columns(rows), SPLIT_COLUMN)
+        return assigned.select(*_columns(output_columns(spec)))
+    unit_key = [*spec.keys, _n("period")]
+    joined = rows.join(assigned.select(*_columns(unit_key), SPLIT_COLUMN), on=unit_key)
+    return joined.select(*_columns(_caller_columns(rows)), SPLIT_COLUMN)
+
+
+def _columns(names: list[str]) -> list[Column]:
+    """The columns of these names, taken literally (dots, backticks and all)."""
+    return [column(name) for name in names]
 
 
 def _caller_columns(frame: DataFrame) -> list[str]:

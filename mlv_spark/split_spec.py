@@ -12,12 +12,13 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Literal
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mlv_spark.errors import InvalidInputError
 from mlv_spark.split_apportion import parse_ratios
+from mlv_spark.sql import column
 
 SPLIT_COLUMN = "split"
 #: Hash buckets per stratum in the exact method's histogram pass (a power of two).
@@ -206,46 +207,80 @@ def internal(name: str) -> str:
     return PREFIX + name
 
 
-def seed_literal(spec: SplitSpec) -> Column:
+# The expressions below are SQL text over internal names only: `with_periods` adds an internal
+# alias of every key, stratum, group and time column, so a caller's column name never enters
+# SQL text (no quoting; no regex reading of quoted names under
+# spark.sql.parser.quotedRegexColumnNames), and a plan costs a few JVM calls per step.
+
+
+def key_columns(spec: SplitSpec) -> list[str]:
+    """Internal aliases of the entity_key columns."""
+    return [internal(f"key{i}") for i in range(len(spec.keys))]
+
+
+def stratum_columns(spec: SplitSpec) -> list[str]:
+    """Internal aliases of the stratify_by columns."""
+    return [internal(f"stratum{i}") for i in range(len(spec.strata))]
+
+
+def group_columns(spec: SplitSpec) -> list[str]:
+    """Internal aliases of the group_by columns."""
+    return [internal(f"group{i}") for i in range(len(spec.groups))]
+
+
+def aliases(spec: SplitSpec) -> list[Column]:
+    """The internal alias of each key, stratum and group column of the caller's frame."""
+    pairs = [*zip(spec.keys, key_columns(spec)), *zip(spec.strata, stratum_columns(spec)), *zip(spec.groups, group_columns(spec))]
+    return [column(name).alias(alias) for name, alias in pairs]
+
+
+def string_sql(text: str) -> str:
+    """Any text as an SQL string literal, read the same whatever the parser's escape settings."""
+    return f"CAST(X'{text.encode('utf-8').hex()}' AS STRING)"
+
+
+def long_sql(value: int) -> str:
+    """A 64-bit integer literal (a bare literal past 32 bits may be read as a decimal)."""
+    return f"CAST({int(value)} AS BIGINT)"
+
+
+def seed_sql(spec: SplitSpec) -> str:
     """The seed as a 64-bit literal: the first value every salted hash consumes."""
-    return F.lit(spec.seed).cast("long")
+    return long_sql(spec.seed)
 
 
-def nullable_hash(spec: SplitSpec, salt: str, columns: Sequence[Column]) -> Column:
+def nullable_hash(spec: SplitSpec, salt: str, columns: Sequence[str]) -> str:
     """Salted xxhash64 over columns that may be null: each value is preceded by a null marker.
 
     Spark hashes each argument in turn, chaining the state, so ('1','23') and ('12','3') are
     different inputs (no concatenation); but it skips nulls, which the markers make visible.
     """
-    marked: list[Column] = []
-    for column in columns:
-        marked += [column.isNull(), column]
-    return F.xxhash64(seed_literal(spec), F.lit(salt), *marked)
+    marked = [part for column in columns for part in (f"isnull({column})", column)]
+    return f"xxhash64({', '.join([seed_sql(spec), string_sql(salt), *marked])})"
 
 
-def entity_hash(spec: SplitSpec) -> Column:
+def entity_hash(spec: SplitSpec) -> str:
     """The salted 64-bit hash that orders entities (keys are never null, see validation)."""
-    return F.xxhash64(seed_literal(spec), *[F.col(k) for k in spec.keys])
+    return f"xxhash64({', '.join([seed_sql(spec), *key_columns(spec)])})"
 
 
-def group_hash(spec: SplitSpec) -> Column:
+def group_hash(spec: SplitSpec) -> str:
     """The salted 64-bit hash that orders groups (group_by columns are never null)."""
-    return F.xxhash64(seed_literal(spec), F.lit("group"), *[F.col(g) for g in spec.groups])
+    return f"xxhash64({', '.join([seed_sql(spec), string_sql('group'), *group_columns(spec)])})"
 
 
-def entity_tie(spec: SplitSpec) -> Column:
+def entity_tie(spec: SplitSpec) -> str:
     """The key, in a form that survives a trip through Python exactly; breaks equal hashes."""
     fields = []
-    for i, (name, dtype) in enumerate(zip(spec.keys, spec.key_types, strict=True)):
-        column = F.col(name)
+    for i, (column, dtype) in enumerate(zip(key_columns(spec), spec.key_types, strict=True)):
         if isinstance(dtype, T.TimestampType):
-            column = F.unix_micros(column)
+            column = f"unix_micros({column})"
         elif isinstance(dtype, T.DateType):
-            column = F.unix_date(column)
+            column = f"unix_date({column})"
         elif isinstance(dtype, T.TimestampNTZType):
-            column = column.cast("string")
-        fields.append(column.alias(f"t{i}"))
-    return F.struct(*fields)
+            column = f"CAST({column} AS STRING)"
+        fields.append(f"'t{i}', {column}")
+    return f"named_struct({', '.join(fields)})"
 
 
 def tie_type(spec: SplitSpec) -> T.StructType:
@@ -269,13 +304,16 @@ def period_column(spec: SplitSpec) -> Column:
     if spec.period_bounds is None:
         return F.lit(0)
     start, end = spec.period_bounds
-    event = F.col(spec.time_column)  # type: ignore[arg-type]
+    event = column(spec.time_column)  # type: ignore[arg-type]
     return F.when(event.isNull(), -1).when(event < start, 0).when(event >= end, 1)
 
 
 def with_periods(spec: SplitSpec, df: DataFrame) -> DataFrame:
-    """`df` with its period; rows in the gap are dropped (they belong to no split)."""
-    return df.withColumn(internal("period"), period_column(spec)).filter(F.col(internal("period")).isNotNull())
+    """`df` with its period and the internal aliases; rows in the gap are dropped (they
+    belong to no split)."""
+    return df.select("*", *aliases(spec), period_column(spec).alias(internal("period"))).filter(
+        F.col(internal("period")).isNotNull()
+    )
 
 
 def output_columns(spec: SplitSpec) -> list[str]:
@@ -284,25 +322,23 @@ def output_columns(spec: SplitSpec) -> list[str]:
     return [*spec.keys, *spec.strata, *spec.groups, *time_cols, SPLIT_COLUMN]
 
 
-def per_period(period: Column, by_period: dict[int, Column]) -> Column:
-    """`by_period[period]` as a column expression."""
+def per_period(period: str, by_period: dict[int, str]) -> str:
+    """`by_period[period]` as SQL text."""
     if len(by_period) == 1:
         return next(iter(by_period.values()))
-    expression = None
-    for index, value in by_period.items():
-        expression = F.when(period == index, value) if expression is None else expression.when(period == index, value)
-    assert expression is not None
-    return expression
+    cases = " ".join(f"WHEN {period} = {index} THEN {value}" for index, value in by_period.items())
+    return f"CASE {cases} END"
 
 
-def exclude_future_of_past_entities(spec: SplitSpec, frame: DataFrame) -> DataFrame:
-    """Drop future rows/units of entities that also have past (training-period) events."""
-    has_past = F.max((F.col(internal("period")) == 0).cast("int")).over(Window.partitionBy(*spec.keys))
-    return frame.withColumn(internal("has_past"), has_past).filter(
-        ~((F.col(internal("period")) == 1) & (F.col(internal("has_past")) == 1))
-    ).drop(internal("has_past"))
+def exclude_future_of_past_entities(frame: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """Drop future rows/units (period 1) of entities, given by their `keys` columns, that also
+    have past (training-period) events."""
+    period = internal("period")
+    has_past = f"max(CAST({period} = 0 AS INT)) OVER (PARTITION BY {', '.join(keys)})"
+    flagged = frame.select("*", F.expr(has_past).alias(internal("has_past")))
+    return flagged.filter(f"NOT ({period} = 1 AND {internal('has_past')} = 1)").drop(internal("has_past"))
 
 
-def any_null(columns: Sequence[Column]) -> Column:
+def any_null(columns: Sequence[str]) -> str:
     """1 when any of `columns` is null, else 0."""
-    return F.greatest(F.lit(0), F.lit(0), *[c.isNull().cast("int") for c in columns])
+    return f"greatest({', '.join(['0', '0', *[f'CAST(isnull({c}) AS INT)' for c in columns]])})"

@@ -29,11 +29,15 @@ from mlv_spark.split_spec import (
     exclude_future_of_past_entities,
     group_hash,
     internal,
+    key_columns,
+    long_sql,
     PREFIX,
     output_columns,
     require_columns,
+    string_sql,
     with_periods,
 )
+from mlv_spark.sql import column
 
 __all__ = ["assign_splits", "attach_splits", "SPLIT_COLUMN", "StratumIdCollisionError"]
 
@@ -112,7 +116,7 @@ def attach_splits(df: DataFrame, assignment: DataFrame, *, entity_key: Columns) 
         raise InvalidInputError(
             f"df already has a column {SPLIT_COLUMN!r}; drop or rename it before attaching splits"
         )
-    return df.join(assignment.select(*keys, SPLIT_COLUMN), on=keys, how="inner")
+    return df.join(assignment.select(*map(column, keys), SPLIT_COLUMN), on=keys, how="inner")
 
 
 # ---- hash method: one narrow pass ----------------------------------------------------------
@@ -121,29 +125,29 @@ def attach_splits(df: DataFrame, assignment: DataFrame, *, entity_key: Columns) 
 def _assign_by_hash(spec: SplitSpec, rows: DataFrame) -> DataFrame:
     """Each entity (or group) placed by its salted hash against fixed thresholds; lazy."""
     atom_hash = group_hash(spec) if spec.groups else entity_hash(spec)
-    period = F.col(internal("period"))
     by_period = {}
     for p in spec.periods:
-        expression = None
-        for name, threshold in zip(p.names, hash_thresholds(p.shares), strict=False):
-            condition = atom_hash < F.lit(threshold)
-            expression = F.when(condition, name) if expression is None else expression.when(condition, name)
-        by_period[p.index] = F.lit(p.names[-1]) if expression is None else expression.otherwise(p.names[-1])
+        cases = [
+            f"WHEN {atom_hash} < {long_sql(threshold)} THEN {string_sql(name)}"
+            for name, threshold in zip(p.names, hash_thresholds(p.shares), strict=False)
+        ]
+        last = string_sql(p.names[-1])
+        by_period[p.index] = f"CASE {' '.join(cases)} ELSE {last} END" if cases else last
     checked = _lazy_checks(spec, rows)
-    labelled = checked.withColumn(SPLIT_COLUMN, per_period(period, by_period))
+    labelled = checked.select("*", F.expr(per_period(internal("period"), by_period)).alias(SPLIT_COLUMN))
     if spec.exclude_train_entities:
-        labelled = exclude_future_of_past_entities(spec, labelled)
+        labelled = exclude_future_of_past_entities(labelled, key_columns(spec))
     if spec.per_row:
         return labelled.drop(*[c for c in labelled.columns if c.startswith(PREFIX)])
     if spec.one_row_per_entity:
-        return labelled.select(*output_columns(spec))
+        return labelled.select(*map(column, output_columns(spec)))
     return _reduce_for_hash(spec, labelled)
 
 
 def _lazy_checks(spec: SplitSpec, rows: DataFrame) -> DataFrame:
     """Null keys/groups/times fail the Spark action that reads them (the hash method is lazy)."""
-    problems = [(F.col(k).isNull(), f"InvalidInputError: entity_key column {k!r} is null in a row; drop or fill those rows") for k in spec.keys]
-    problems += [(F.col(g).isNull(), f"InvalidInputError: group_by column {g!r} is null in a row; fill it (e.g. with the entity key)") for g in spec.groups]
+    problems = [(column(k).isNull(), f"InvalidInputError: entity_key column {k!r} is null in a row; drop or fill those rows") for k in spec.keys]
+    problems += [(column(g).isNull(), f"InvalidInputError: group_by column {g!r} is null in a row; fill it (e.g. with the entity key)") for g in spec.groups]
     if spec.out_of_time:
         problems.append((F.col(internal("period")) == -1, f"InvalidInputError: time_column {spec.time_column!r} is null in a row; drop or fill those rows"))
     guarded = rows
@@ -156,10 +160,10 @@ def _reduce_for_hash(spec: SplitSpec, labelled: DataFrame) -> DataFrame:
     """One row per entity (and period); differing strata or groups within an entity fail lazily."""
     attributes = [*spec.strata, *spec.groups, SPLIT_COLUMN]
     unit = [*spec.keys, internal("period")]
-    aggregations = [F.min(F.struct(*attributes)).alias(internal("lo")), F.max(F.struct(*attributes)).alias(internal("hi"))]
+    aggregations = [F.min(F.struct(*map(column, attributes))).alias(internal("lo")), F.max(F.struct(*map(column, attributes))).alias(internal("hi"))]
     if spec.time_column:
-        aggregations.append(F.max(spec.time_column).alias(spec.time_column))
-    units = labelled.groupBy(*unit).agg(*aggregations)
+        aggregations.append(F.max(column(spec.time_column)).alias(spec.time_column))
+    units = labelled.groupBy(*map(column, unit)).agg(*aggregations)
     message = (
         f"InvalidInputError: stratify_by/group_by columns {[*spec.strata, *spec.groups]} differ between "
         "rows of one entity; make them constant per entity"
@@ -167,4 +171,4 @@ def _reduce_for_hash(spec: SplitSpec, labelled: DataFrame) -> DataFrame:
     units = units.filter(
         F.when(~F.col(internal("lo")).eqNullSafe(F.col(internal("hi"))), F.raise_error(F.lit(message))).otherwise(F.lit(True))
     ).select("*", *[F.col(internal("lo"))[a].alias(a) for a in attributes])
-    return units.select(*output_columns(spec))
+    return units.select(*map(column, output_columns(spec)))

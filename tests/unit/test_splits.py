@@ -432,6 +432,42 @@ def test_null_strata_form_a_stratum_of_their_own(spark: SparkSession) -> None:
     assert counts[None] == {"train": 10, "test": 10} and counts["x"] == {"train": 10, "test": 10}
 
 
+def test_column_names_are_taken_literally_even_when_quoted_names_are_regexes(events: DataFrame, assigned: DataFrame) -> None:
+    """Dots, spaces, backticks and regex characters in names; and the session setting that
+    makes quoted names in SQL text regexes (Feast's Spark store turns it on for the session)."""
+    odd_names = ["user.id", "la`bel (x)", "house.*+", "event time"]
+    odd_events = events.toDF(*odd_names)
+    grouped = assign(events, stratify_by="label", group_by="household")
+    previous = grouped.filter(F.col("user_id") < "u0005000").select("user_id", "split")
+    calls = {
+        "sticky groups": dict(stratify_by="label", group_by="household", previous=previous),
+        "out of time, per row": dict(
+            stratify_by="label", time_column="event_timestamp", cutoff="2024-10-01 00:00:00",
+            exclude_train_entities=True, per_row=True,
+        ),
+        "hash": dict(stratify_by="label", method="hash"),
+    }  # fmt: skip
+    renamed = dict(zip(events.columns, odd_names))
+    spark = events.sparkSession
+    spark.conf.set("spark.sql.parser.quotedRegexColumnNames", "true")
+    try:
+        for what, arguments in calls.items():
+            plain = assign(events, **arguments)
+            odd_arguments = {
+                name: (renamed[value] if isinstance(value, str) and name != "cutoff" and name != "method" else value)
+                for name, value in arguments.items()
+            }
+            if "previous" in arguments:
+                odd_arguments["previous"] = previous.toDF(renamed["user_id"], "split")
+            odd = assign(odd_events, **odd_arguments | {"entity_key": "user.id"})
+            assert odd.columns == [renamed.get(c, c) for c in plain.columns], what
+            assert_df_equality(odd.toDF(*plain.columns), plain, ignore_row_order=True, ignore_nullable=True)
+        attached = attach_splits(odd_events, assigned.toDF(*[renamed.get(c, c) for c in assigned.columns]), entity_key="user.id")
+        assert attached.count() == events.count()
+    finally:
+        spark.conf.unset("spark.sql.parser.quotedRegexColumnNames")
+
+
 # ---- hash method --------------------------------------------------------------------------------
 
 
