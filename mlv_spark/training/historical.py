@@ -28,13 +28,15 @@ def get_historical_features(
     table_resolver: Resolver | None = None,
     path_resolver: Resolver | None = None,
     hot_key_rows: int | None = None,
+    prune_by_ttl: bool = True,
 ) -> DataFrame:
     """Point-in-time correct feature values for every row of ``entity_df``.
 
     ``feature_repo`` is a Feast feature repo path (or an already loaded ``FeatureRepo``);
     ``features`` a feature service name or ``"view:feature"`` references. Sources are read
     through ``table_resolver`` / ``path_resolver``. The result has one row per entity row.
-    ``hot_key_rows`` turns on exact skew handling (see ``point_in_time_join``).
+    ``hot_key_rows`` turns on exact skew handling and ``prune_by_ttl`` drops feature rows no
+    entity row can see within the TTL before the shuffle (see ``point_in_time_join``).
     """
     if not isinstance(entity_df, DataFrame):
         raise InvalidInputError(
@@ -47,7 +49,8 @@ def get_historical_features(
     requested = resolve_features(repo, features)
     views = [ViewInput(_join_spec(r), _feature_frame(r, reader.read(r.view.source))) for r in requested]
     result = point_in_time_join(
-        entity_df, views, full_feature_names=full_feature_names, hot_key_rows=hot_key_rows
+        entity_df, views, full_feature_names=full_feature_names, hot_key_rows=hot_key_rows,
+        prune_by_ttl=prune_by_ttl,
     )
     log.info(
         "planned training set from %s: %d views (%s), %d features, in %.1fs",

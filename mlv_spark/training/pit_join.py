@@ -6,7 +6,8 @@ entity rows and feature rows, one shuffle by join keys, one sort by
 ``(2 * time + kind, created time, tie-break hash, values)`` (feature rows, kind 0, sort
 before entity rows at equal times) and a running ``last(feature struct, ignorenulls)``; TTL
 is applied to the carried winner afterwards. Entity rows carry all their columns (and the
-results of earlier groups), so nothing is joined back. No I/O happens here.
+results of earlier groups), so nothing is joined back. Before the union, feature rows of views
+with a TTL that no entity row can see are dropped (``_TtlFilter``). No I/O happens here.
 
 Time columns are compared as microseconds since the epoch (UTC): ``timestamp`` columns are
 instants, ``timestamp_ntz`` and ``date`` columns are read as UTC, and a ``bigint`` time column
@@ -157,6 +158,7 @@ def point_in_time_join(
     full_feature_names: bool = False,
     event_timestamp_column: str | None = None,
     hot_key_rows: int | None = None,
+    prune_by_ttl: bool = True,
 ) -> DataFrame:
     """For every entity row, the latest feature values of each view as of its event time.
 
@@ -164,6 +166,10 @@ def point_in_time_join(
     given (rows are not ordered). ``hot_key_rows`` turns on exact skew handling: join keys
     with more rows than that are split into time buckets and stitched back with a carry-in
     step (two extra scans of the inputs to find them); ``None`` leaves it off.
+    ``prune_by_ttl`` (on by default) drops, before the shuffle, the feature rows of views with
+    a TTL that no entity row can see (``_TtlFilter``): results are the same either way; it
+    reads the entity rows once more and saves most when they span a short time next to a
+    long feature history.
     """
     if not views:
         raise InvalidInputError("no feature views requested")
@@ -192,7 +198,7 @@ def point_in_time_join(
         f"struct({', '.join(fields.values())}) AS {_ENTITY}", f"{entity_time} AS {_TIME}"
     )
     for group in _group_by_entity_columns(prepared):
-        state = _join_group(state, entity_df, ts_column, group, hot_key_rows)
+        state = _join_group(state, entity_df, ts_column, group, hot_key_rows, prune_by_ttl)
 
     entity_out = [
         f"timestamp_micros({_TIME})"
@@ -412,6 +418,7 @@ def _join_group(
     entity_ts: str,
     group: list[_View],
     hot_key_rows: int | None,
+    prune_by_ttl: bool,
 ) -> DataFrame:
     """Adds the result struct of every view in ``group`` to each entity row of ``state``."""
     entity_columns = list(group[0].group_key)
@@ -467,6 +474,7 @@ def _join_group(
         )
     )
     parts = [entity_rows]
+    ttl_filters: dict[timedelta, _TtlFilter] = {}
     for view in group:
         spec, schema, columns = view.spec, view.df.schema, view.columns
         time, time_nanos = _micros_and_nanos(
@@ -484,8 +492,18 @@ def _join_group(
         tie_columns = spec.tie_break_columns if spec.tie_break_columns is not None else spec.features
         keys = [view.key_by_entity_column[c] for c in entity_columns]
         present = " AND ".join(f"{columns[k]} IS NOT NULL" for k in [*keys, spec.timestamp_field])
+        rows = view.internal_df.where(present)
+        if prune_by_ttl and spec.ttl:
+            if spec.ttl not in ttl_filters:  # one per TTL of the pass
+                entity_keys = [
+                    _cast(entity_fields[c], entity_df.schema[c].dataType, t) for c, t in zip(entity_columns, key_types)
+                ]
+                ttl_filters[spec.ttl] = _TtlFilter.build(entity_df, entity_ts, entity_keys, spec.ttl)
+            rows = ttl_filters[spec.ttl].apply(
+                rows, [_cast(columns[k], schema[k].dataType, t) for k, t in zip(keys, key_types)], time
+            )
         parts.append(
-            view.internal_df.where(present).selectExpr(
+            rows.selectExpr(
                 *layout(
                     keys=[(columns[k], schema[k].dataType) for k in keys],
                     time_columns=sort_key.time_columns(time, time_nanos, _FEATURE_ROW),
@@ -571,6 +589,86 @@ def _cast(expression: str, data_type: DataType, common: DataType) -> str:
     if data_type == common:
         return expression
     return f"CAST({expression} AS {common.simpleString()})"
+
+
+# ----------------------------------------------------------------------------- TTL pruning
+
+
+def _floor_div(expression: str, divisor: int) -> str:
+    """Exact floor division of a bigint by a positive constant (no double rounding)."""
+    return f"(({expression}) - pmod({expression}, {divisor})) div {divisor}"
+
+
+@dataclass(frozen=True)
+class _TtlFilter:
+    """Which feature rows some entity row can see within a TTL: a bounded, conservative filter.
+
+    A feature row at time f (epoch microseconds, floored for nanosecond sources) can only be
+    the result for an entity row of its key at time e with e - ttl <= f <= e; any other row,
+    even when it is the latest row before an entity row, is older than the TTL allows, and so
+    is every row it would shadow, so dropping it changes no result. Time is cut into buckets
+    of ttl / 4 and 64 consecutive buckets form a word; for each (hash slot of the join key,
+    word folded modulo FOLD) a 64-bit mask marks the buckets some entity row's window
+    [e - ttl, e] touches. A feature row is kept when its bucket's bit is set. Slot and fold
+    collisions only set more bits, so no row that could be a result is ever dropped; the
+    table has at most SLOTS * FOLD rows (4 MB), whatever the data, and is broadcast.
+    """
+
+    table: DataFrame  # __mlv_pk (slot and folded word), __mlv_bits
+    bucket: int  # bucket width, microseconds
+
+    SLOTS = 1 << 16
+    FOLD = 4
+
+    @staticmethod
+    def _slot_and_word(keys: list[str], word: str) -> str:
+        slot = f"pmod(xxhash64({', '.join(keys)}), {_TtlFilter.SLOTS})"
+        return f"pmod({word}, {_TtlFilter.FOLD}) * {_TtlFilter.SLOTS} + {slot}"
+
+    @staticmethod
+    def build(entity_df: DataFrame, entity_ts: str, keys: list[str], ttl: timedelta) -> "_TtlFilter":
+        """From the entity rows: ``keys`` are SQL text over ``_entity_fields`` names, in the
+        pass's common key types (as the feature side hashes them)."""
+        ttl_micros = ttl // timedelta(microseconds=1)
+        bucket = max(1, ttl_micros // 4)
+        fields = _entity_fields(entity_df.columns)
+        time = _time_parts(fields[entity_ts], entity_df.schema[entity_ts].dataType, "entity time")[0]
+        first, last = _floor_div(f"__mlv_t - {ttl_micros}", bucket), _floor_div("__mlv_t", bucket)
+        masks = (
+            entity_df.toDF(*fields.values())
+            .selectExpr(*[f"{k} AS __mlv_k{i}" for i, k in enumerate(keys)], f"{time} AS __mlv_t")
+            .where("__mlv_t IS NOT NULL")
+            .selectExpr(
+                *[f"__mlv_k{i}" for i in range(len(keys))], f"{first} AS __mlv_b1", f"{last} AS __mlv_b2",
+            )
+            .selectExpr(
+                "*", f"explode(sequence({_floor_div('__mlv_b1', 64)}, {_floor_div('__mlv_b2', 64)})) AS __mlv_w"
+            )
+            .selectExpr(
+                f"{_TtlFilter._slot_and_word([f'__mlv_k{i}' for i in range(len(keys))], '__mlv_w')} AS __mlv_pk",
+                "greatest(__mlv_b1 - __mlv_w * 64, 0) AS __mlv_lo",
+                "least(__mlv_b2 - __mlv_w * 64, 63) AS __mlv_hi",
+            )
+            .selectExpr(
+                "__mlv_pk",
+                "CASE WHEN __mlv_hi - __mlv_lo = 63 THEN CAST(-1 AS BIGINT) "
+                "ELSE shiftleft(shiftleft(CAST(1 AS BIGINT), __mlv_hi - __mlv_lo + 1) - 1, __mlv_lo) END AS __mlv_m",
+            )
+        )
+        table = masks.groupBy("__mlv_pk").agg(F.expr("bit_or(__mlv_m) AS __mlv_bits"))
+        return _TtlFilter(table=F.broadcast(table), bucket=bucket)
+
+    def apply(self, rows: DataFrame, keys: list[str], micros: str) -> DataFrame:
+        """``rows`` (feature rows with non-null keys and time) without those no entity row can
+        see; ``keys`` and ``micros`` are SQL text over ``rows`` (keys in the common types)."""
+        bucket = _floor_div(micros, self.bucket)
+        located = rows.selectExpr(
+            "*",
+            f"{self._slot_and_word(keys, _floor_div(bucket, 64))} AS __mlv_pk",
+            f"CAST(pmod({bucket}, 64) AS INT) AS __mlv_pb",
+        )
+        kept = located.join(self.table, on="__mlv_pk").where("(shiftright(__mlv_bits, __mlv_pb) & 1) = 1")
+        return kept.drop("__mlv_pk", "__mlv_pb", "__mlv_bits")
 
 
 # ----------------------------------------------------------------------------- skew

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, TimestampNTZType, TimestampType
 
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
-from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, point_in_time_join
+from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, _TtlFilter, point_in_time_join
 
 
 def ts(text: str) -> datetime:
@@ -239,10 +239,60 @@ def test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort(spark)
         ViewInput(spec(name="pair", join_keys=("driver_id", "cust"), features=("score",), created_timestamp_column=None), two_keys),
     ]
     ents = entities(spark, [(1, ts("2024-01-02"), "r")], "driver_id long, event_timestamp timestamp, row string").withColumn("cust", F.lit("a"))
-    plan = point_in_time_join(ents, views, full_feature_names=True)._jdf.queryExecution().executedPlan().toString()
+    plan = point_in_time_join(ents, views, full_feature_names=True, prune_by_ttl=False)._jdf.queryExecution().executedPlan().toString()
     assert plan.count("Exchange hashpartitioning") == 2  # one pass per set of join keys
     assert plan.count("Sort [") == 2
     assert plan.count("Window [") == 2
+
+
+def test_ttl_pruning_drops_only_feature_rows_no_entity_row_can_see(spark):
+    ents = entities(spark, [(1, ts("2024-03-10 12:00"), "a"), (2, ts("1969-12-30 00:00"), "b"), (1, None, "no time")])
+    feats = drivers(spark, [
+        (1, ts("2024-03-10 12:00"), None, 1.0),  # at the entity time
+        (1, ts("2024-03-09 12:00"), None, 2.0),  # exactly one TTL before it
+        (1, ts("2024-03-09 05:59:59"), None, 3.0),  # older than the TTL by more than a bucket (TTL / 4)
+        (1, ts("2024-03-11 00:00"), None, 4.0),  # after every entity row of its key
+        (2, ts("1969-12-29 12:00"), None, 5.0),  # before 1970, inside the TTL
+        (2, ts("1969-12-01 00:00"), None, 6.0),  # before 1970, outside it
+        (3, ts("2024-03-10 12:00"), None, 7.0),  # a key without entity rows
+    ])
+    ttl_filter = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1))
+    kept = ttl_filter.apply(feats, ["driver_id"], "unix_micros(ts)")
+    assert kept.columns == feats.columns
+    assert sorted(r.conv for r in kept.collect()) == [1.0, 2.0, 5.0]
+
+
+def test_ttl_pruning_changes_no_result(spark):
+    """Several TTLs in one pass, keys cast to a common type, a nanosecond source, times before
+    1970 and entity rows without a time: the same rows with and without pruning."""
+    hours = F.col("id") * 7919 % (24 * 400) - 24 * 30  # about a year, from before 1970
+    feats = spark.range(3000).select(
+        (F.col("id") % 40).alias("driver_id"),
+        F.timestamp_seconds(hours * 3600 + F.col("id") % 3).alias("ts"),
+        F.lit(None).cast("timestamp").alias("created"),
+        (F.col("id") / 10).alias("conv"),
+    )
+    nanos = feats.select(
+        F.col("driver_id").cast("int").alias("driver_id"), (F.unix_micros("ts") * 1000 + F.col("driver_id")).alias("ts"), "conv"
+    )
+    ents = spark.range(400).select(
+        (F.col("id") % 45).cast("int").alias("driver_id"),
+        F.when(F.col("id") % 50 == 0, F.lit(None)).otherwise(
+            F.timestamp_seconds((F.col("id") * 104729 % (24 * 400) - 24 * 30) * 3600)
+        ).alias("event_timestamp"),
+        F.col("id").cast("string").alias("row"),
+    )
+    views = [
+        ViewInput(spec(name="hour", ttl=timedelta(hours=1)), feats),
+        ViewInput(spec(name="week", ttl=timedelta(days=7)), feats),
+        ViewInput(spec(name="week2", ttl=timedelta(days=7), features=("conv",)), feats),
+        ViewInput(spec(name="all"), feats),
+        ViewInput(spec(name="nanos", ttl=timedelta(days=2), created_timestamp_column=None), nanos),
+    ]
+    pruned = point_in_time_join(ents, views, full_feature_names=True)
+    plain = point_in_time_join(ents, views, full_feature_names=True, prune_by_ttl=False)
+    assert pruned.filter(F.col("week__conv").isNotNull()).count() > 0
+    assert_df_equality(pruned, plain, ignore_row_order=True)
 
 
 def test_hot_key_buckets_give_the_same_result(spark):
