@@ -493,7 +493,7 @@ def _join_group(
         keys = [view.key_by_entity_column[c] for c in entity_columns]
         present = " AND ".join(f"{columns[k]} IS NOT NULL" for k in [*keys, spec.timestamp_field])
         rows = view.internal_df.where(present)
-        if prune_by_ttl and spec.ttl:
+        if prune_by_ttl and spec.ttl and spec.ttl > timedelta(0):  # a negative TTL sees nothing anyway
             if spec.ttl not in ttl_filters:  # one per TTL of the pass
                 entity_keys = [
                     _cast(entity_fields[c], entity_df.schema[c].dataType, t) for c, t in zip(entity_columns, key_types)

@@ -263,8 +263,9 @@ def test_ttl_pruning_drops_only_feature_rows_no_entity_row_can_see(spark):
 
 
 def test_ttl_pruning_changes_no_result(spark):
-    """Several TTLs in one pass, keys cast to a common type, a nanosecond source, times before
-    1970 and entity rows without a time: the same rows with and without pruning."""
+    """Several TTLs in one pass (a negative one too), keys cast to a common type, a nanosecond
+    source, times before 1970 and entity rows without a time: the same rows with and without
+    pruning."""
     hours = F.col("id") * 7919 % (24 * 400) - 24 * 30  # about a year, from before 1970
     feats = spark.range(3000).select(
         (F.col("id") % 40).alias("driver_id"),
@@ -288,6 +289,7 @@ def test_ttl_pruning_changes_no_result(spark):
         ViewInput(spec(name="week2", ttl=timedelta(days=7), features=("conv",)), feats),
         ViewInput(spec(name="all"), feats),
         ViewInput(spec(name="nanos", ttl=timedelta(days=2), created_timestamp_column=None), nanos),
+        ViewInput(spec(name="negative", ttl=timedelta(hours=-1)), feats),  # sees nothing, pruned or not
     ]
     pruned = point_in_time_join(ents, views, full_feature_names=True)
     plain = point_in_time_join(ents, views, full_feature_names=True, prune_by_ttl=False)
