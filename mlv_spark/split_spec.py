@@ -208,7 +208,7 @@ def internal(name: str) -> str:
 
 
 # The expressions below are SQL text over internal names only: `with_periods` adds an internal
-# alias of every key, stratum, group and time column, so a caller's column name never enters
+# alias of every key, stratum and group column, so a caller's column name never enters
 # SQL text (no quoting; no regex reading of quoted names under
 # spark.sql.parser.quotedRegexColumnNames), and a plan costs a few JVM calls per step.
 
