@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
 from mlv_spark.errors import InvalidInputError
+from mlv_spark.sql import string_sql
 
 _SECOND_HASH_SALT = "mlv-spark/fingerprint/2"
 _LIMB_BITS = 16
@@ -56,17 +57,11 @@ def row_hash_sql(columns: list[tuple[str, DataType]], salt: str | None = None) -
     """SQL text of the 64-bit xxhash64 of the null-safe encoding of the given values: for each,
     its null flag, then the value (nested values as JSON text). ``columns`` pairs an SQL
     expression (e.g. a plain column name) with its type; an empty list hashes a constant."""
-    parts: list[str] = [_string_literal(salt)] if salt is not None else []
+    parts: list[str] = [string_sql(salt)] if salt is not None else []
     for expression, data_type in columns:
         value = f"to_json({expression}, map('ignoreNullFields', 'false'))" if _is_nested(data_type) else expression
         parts += [f"isnull({expression})", value]
     return f"xxhash64({', '.join(parts or ['0'])})"
-
-
-def _string_literal(text: str) -> str:
-    if not all(c.isalnum() or c in "-_/.: " for c in text):
-        raise ValueError(f"salt {text!r}: use letters, digits and -_/.: only")
-    return f"'{text}'"
 
 
 def _limbs(hash_column: Column, prefix: str) -> list[Column]:

@@ -49,15 +49,13 @@ from mlv_spark.split_spec import (
     group_hash,
     internal,
     key_columns,
-    long_sql,
     nullable_hash,
     output_columns,
     per_period,
     stratum_columns,
-    string_sql,
     tie_type,
 )
-from mlv_spark.sql import column
+from mlv_spark.sql import column, long_sql, string_sql
 
 log = get_logger("mlv_spark.splits")
 

@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 
 from mlv_spark.errors import InvalidInputError
 from mlv_spark.split_apportion import parse_ratios
-from mlv_spark.sql import column
+from mlv_spark.sql import column, long_sql, string_sql
 
 SPLIT_COLUMN = "split"
 #: Hash buckets per stratum in the exact method's histogram pass (a power of two).
@@ -232,16 +232,6 @@ def aliases(spec: SplitSpec) -> list[Column]:
     """The internal alias of each key, stratum and group column of the caller's frame."""
     pairs = [*zip(spec.keys, key_columns(spec)), *zip(spec.strata, stratum_columns(spec)), *zip(spec.groups, group_columns(spec))]
     return [column(name).alias(alias) for name, alias in pairs]
-
-
-def string_sql(text: str) -> str:
-    """Any text as an SQL string literal, read the same whatever the parser's escape settings."""
-    return f"CAST(X'{text.encode('utf-8').hex()}' AS STRING)"
-
-
-def long_sql(value: int) -> str:
-    """A 64-bit integer literal (a bare literal past 32 bits may be read as a decimal)."""
-    return f"CAST({int(value)} AS BIGINT)"
 
 
 def seed_sql(spec: SplitSpec) -> str:

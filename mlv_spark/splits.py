@@ -30,14 +30,12 @@ from mlv_spark.split_spec import (
     group_hash,
     internal,
     key_columns,
-    long_sql,
     PREFIX,
     output_columns,
     require_columns,
-    string_sql,
     with_periods,
 )
-from mlv_spark.sql import column
+from mlv_spark.sql import column, long_sql, string_sql
 
 __all__ = ["assign_splits", "attach_splits", "SPLIT_COLUMN", "StratumIdCollisionError"]
 

@@ -1,4 +1,4 @@
-"""Small Spark helpers shared by the modules: quoted names and file existence."""
+"""Small Spark helpers shared by the modules: quoted names, SQL literals and file existence."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ def quote(part: str) -> str:
 def column(name: str) -> Column:
     """The column called `name`, whatever characters the name holds."""
     return F.col(quote(name))
+
+
+def string_sql(text: str) -> str:
+    """Any text as an SQL string literal, read the same whatever the parser's escape settings."""
+    return f"CAST(X'{text.encode('utf-8').hex()}' AS STRING)"
+
+
+def long_sql(value: int) -> str:
+    """A 64-bit integer literal (a bare literal past 32 bits may be read as a decimal)."""
+    return f"CAST({int(value)} AS BIGINT)"
 
 
 def path_exists(spark: SparkSession, uri: str) -> bool:

@@ -293,6 +293,10 @@ def test_ttl_pruning_changes_no_result(spark):
     ]
     pruned = point_in_time_join(ents, views, full_feature_names=True)
     plain = point_in_time_join(ents, views, full_feature_names=True, prune_by_ttl=False)
+    def filtered(df: DataFrame) -> bool:  # the TTL filter's bitmap column is in the plan
+        return "__mlv_bits" in df._jdf.queryExecution().optimizedPlan().toString()
+
+    assert filtered(pruned) and not filtered(plain)  # on by default
     assert pruned.filter(F.col("week__conv").isNotNull()).count() > 0
     assert_df_equality(pruned, plain, ignore_row_order=True)
 
