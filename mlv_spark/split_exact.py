@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -77,7 +78,7 @@ class StratumIdCollisionError(MlvError):
 def assign_exactly(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None) -> DataFrame:
     """Histogram pass (eager), rare boundary pass, then one lazy pass comparing to cut atoms."""
     spark = rows.sparkSession
-    histograms = _histogram_pass(spec, rows, previous)
+    histograms, found = _histogram_pass(spec, rows, previous)
     started = time.perf_counter()
     plans, unresolved = _plan_cuts(spec, histograms)
     if unresolved:
@@ -88,7 +89,7 @@ def assign_exactly(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None)
         len({(sid, u.position) for sid, _, u in unresolved}), time.perf_counter() - started,
     )
     cut_table = F.broadcast(_cut_table(spark, spec, plans))
-    return _final_pass(spec, rows, previous, cut_table)
+    return _final_pass(spec, rows, previous, cut_table, found)
 
 
 # ---- frames: rows -> units (entity, period) -> atoms (unit, or group of units) --------------
@@ -99,19 +100,22 @@ def assign_exactly(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None)
 _n = internal  # short: the SQL text below names many internal columns
 
 
-def _units(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, *, with_values: bool) -> DataFrame:
+def _units(
+    spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, *, with_values: bool, rows_are_units: bool = False
+) -> DataFrame:
     """One row per unit = (entity, period), with stratum id, hashes, tie, previous split, flags.
 
     With `with_values` (the final pass) the caller's columns are kept: rows are grouped by key,
-    period, strata and groups, which the histogram pass has shown to be one group per unit.
+    period, strata and groups, which the histogram pass has shown to be one group per unit;
+    not at all when it has shown each unit to be a single row (`rows_are_units`).
     Without (the histogram pass) only internal columns are kept; the ids are hashed on the rows
     and grouped by key and period with fixed-width aggregates only (Spark's fastest hash
     aggregation, combined before the shuffle); an entity whose rows disagree shows up as
-    sid != sid_hi or gid != gid_hi.
+    sid != sid_hi or gid != gid_hi, and `rows` counts the unit's rows.
     """
     keys, period = key_columns(spec), _n("period")
     attributes = [*stratum_columns(spec), *group_columns(spec)]
-    if spec.one_row_per_entity:
+    if spec.one_row_per_entity or (with_values and rows_are_units):
         source = rows if with_values else rows.select(*keys, period, *attributes)
         columns = ["*", *_ids(spec), f"0 AS {_n('conflict_stratum')}", f"0 AS {_n('conflict_group')}"]
     elif with_values:
@@ -121,7 +125,10 @@ def _units(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, *, with
         columns = ["*", *_ids(spec), f"0 AS {_n('conflict_stratum')}", f"0 AS {_n('conflict_group')}"]
     else:
         hashed = rows.selectExpr(*keys, period, *_ids(spec))
-        aggregates = [f"min({_n('sid')}) AS {_n('sid')}", f"max({_n('sid')}) AS {_n('sid_hi')}", f"min({_n('chk')}) AS {_n('chk')}"]
+        aggregates = [
+            f"min({_n('sid')}) AS {_n('sid')}", f"max({_n('sid')}) AS {_n('sid_hi')}", f"min({_n('chk')}) AS {_n('chk')}",
+            f"count(1) AS {_n('rows')}",
+        ]  # fmt: skip
         if spec.groups:
             aggregates += [
                 f"min({_n('gid')}) AS {_n('gid')}", f"max({_n('gid')}) AS {_n('gid_hi')}",
@@ -192,6 +199,8 @@ def _atoms(spec: SplitSpec, units: DataFrame) -> DataFrame:
         return units.selectExpr("*", f"CAST(1 AS BIGINT) AS {_n('w')}")
     flags = ["null_key", "null_time", "bad_prev", "null_group", "conflict_stratum", "conflict_group"]
     sums = [f"sum({_n(f)}) AS {_n(f)}" for f in flags]
+    if _n("rows") in units.columns:  # the histogram pass's row count of a unit: its groups keep the most
+        sums.append(f"max({_n('rows')}) AS {_n('rows')}")
     per_stratum = units.groupBy(_n("period"), _n("gid"), _n("sid")).agg(*[F.expr(a) for a in [
         f"count(1) AS {_n('n')}", f"min({_n('chk')}) AS {_n('chk')}", f"min({_n('gh')}) AS {_n('gh')}",
         f"min({_n('prev')}) AS {_n('prev_lo')}", f"max({_n('prev')}) AS {_n('prev_hi')}", *sums,
@@ -201,6 +210,7 @@ def _atoms(spec: SplitSpec, units: DataFrame) -> DataFrame:
     groups = per_stratum.groupBy(_n("period"), _n("gid")).agg(*[F.expr(a) for a in [
         f"sum({_n('n')}) AS {_n('w')}", f"max_by({_n('sid')}, {order}) AS {_n('sid')}", f"max_by({_n('chk')}, {order}) AS {_n('chk')}",
         f"min({_n('gh')}) AS {_n('h')}", f"min({_n('prev_lo')}) AS {_n('prev')}", f"max({_n('prev_hi')}) AS {_n('prev_hi')}", *sums,
+        f"count(1) AS {_n('strata')}",
     ]])  # fmt: skip
     split_inside = f"coalesce(CAST({_n('prev')} != {_n('prev_hi')} AS INT), 0)"
     return groups.selectExpr(
@@ -253,10 +263,21 @@ _FLAG_MESSAGES = {
 }
 
 
-def _histogram_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None) -> dict[int, StratumHistogram]:
+@dataclass(frozen=True)
+class _Found:
+    """What the histogram pass learnt about the data's shape, which the final pass exploits."""
+
+    rows_are_units: bool  # every unit (entity, period) is a single row: no reduction needed
+    groups_in_one_stratum: bool  # every group lies in one stratum: its atom needs no aggregation
+
+
+def _histogram_pass(
+    spec: SplitSpec, rows: DataFrame, previous: DataFrame | None
+) -> tuple[dict[int, StratumHistogram], _Found]:
     """Per stratum and hash bucket: weight, count, min, max and xor of the hashes. Every data
     check runs in the same aggregation: an atom failing one lands in a sentinel bucket, and any
-    such bucket is diagnosed and raised here, before any further work."""
+    such bucket is diagnosed and raised here, before any further work. The same aggregation
+    finds the largest number of rows in a unit and of strata in a group (`_Found`)."""
     units = _units(spec, rows, previous, with_values=False)
     atoms = _atoms(spec, units)
     checks = _checks(spec)
@@ -268,6 +289,8 @@ def _histogram_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None
     aggregates = [
         *([f"sum({_n('w')}) AS w"] if spec.groups else []), "count(1) AS n",
         f"min({_n('h')}) AS hmin", f"max({_n('h')}) AS hmax", f"bit_xor({_n('h')}) AS hxor",
+        *([] if spec.one_row_per_entity else [f"max({_n('rows')}) AS rows"]),
+        *([f"max({_n('strata')}) AS strata"] if spec.groups else []),
     ]  # fmt: skip
     started = time.perf_counter()
     arrow = atoms.groupBy(*[F.expr(k) for k in keys]).agg(*[F.expr(a) for a in aggregates]).toArrow()
@@ -279,15 +302,21 @@ def _histogram_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None
             "df has no rows to split" + (" outside the gap" if spec.out_of_time else "") + "; check the input and filters"
         )
     table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
+    found = _Found(
+        rows_are_units=not spec.one_row_per_entity and int(table.pop("rows").max()) == 1,
+        groups_in_one_stratum=bool(spec.groups) and int(table.pop("strata").max()) == 1,
+    )
     table.setdefault("w", table["n"])  # without groups every atom weighs 1
     table.setdefault("period", np.zeros_like(table["n"]))
     _check_stratum_ids(table)
     histograms = build_histograms(table)
     log.info(
-        "assign_splits: histogram pass: %d atoms in %d strata, %d histogram rows (%.2fs on Spark, %.2fs on the driver)",
-        int(table["n"].sum()), len(histograms), arrow.num_rows, collected, time.perf_counter() - started - collected,
+        "assign_splits: histogram pass: %d atoms in %d strata, %d histogram rows%s%s (%.2fs on Spark, %.2fs on the driver)",
+        int(table["n"].sum()), len(histograms), arrow.num_rows,
+        "; one row per unit" if found.rows_are_units else "", "; every group in one stratum" if found.groups_in_one_stratum else "",
+        collected, time.perf_counter() - started - collected,
     )
-    return histograms
+    return histograms, found
 
 
 def _check_stratum_ids(table: dict) -> None:
@@ -460,10 +489,11 @@ def _jsonable(value: object, dtype: T.DataType) -> object:
     return value
 
 
-def _split_from_cuts(spec: SplitSpec, tie: str) -> str:
-    """Split of an atom joined to its stratum's cut row: the owner of the segment it falls in.
-    `tie` is only evaluated for an atom whose hash equals a cut's (Spark's AND short-circuits)."""
-    h, prev = _n("h"), _n("prev")
+def _split_from_cuts(spec: SplitSpec, tie: str, h: str = _n("h")) -> str:
+    """Split of an atom (hash `h`) joined to its stratum's cut row: the owner of the segment it
+    falls in. `tie` is only evaluated for an atom whose hash equals a cut's (Spark's AND
+    short-circuits)."""
+    prev = _n("prev")
     kept = f"element_at(array({', '.join(string_sql(n) for n in spec.names)}), {prev} + 1)"
     cases = [f"WHEN {prev} IS NOT NULL THEN {kept}"]
     for j in range(_cut_count(spec)):
@@ -476,8 +506,11 @@ def _split_from_cuts(spec: SplitSpec, tie: str) -> str:
 # ---- final pass -----------------------------------------------------------------------------
 
 
-def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cut_table: DataFrame) -> DataFrame:
-    """Lazy: each atom compared with its stratum's cut atoms; no window, no sort."""
+def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cut_table: DataFrame, found: _Found) -> DataFrame:
+    """Lazy: each atom compared with its stratum's cut atoms; no window, no sort. Rows are
+    reduced to units only when the histogram pass found a unit of several rows, and units to
+    groups only when it found a group spanning strata, or entities keep splits from `previous`
+    (a group's new entities follow its kept ones)."""
     split = F.expr(_split_from_cuts(spec, _n("tie") if spec.groups else entity_tie(spec))).alias(SPLIT_COLUMN)
     simple_rows = spec.per_row and not spec.groups and previous is None and not spec.exclude_train_entities
     if simple_rows:
@@ -486,8 +519,12 @@ def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cu
             "*", *_ids(spec)[:1], f"{entity_hash(spec)} AS {_n('h')}", f"CAST(NULL AS INT) AS {_n('prev')}",
         ).join(cut_table, on=_n("sid"))
         return labelled.select(*_columns(_caller_columns(rows)), split)
-    units = _units(spec, rows, previous, with_values=True)
-    if spec.groups:
+    units = _units(spec, rows, previous, with_values=True, rows_are_units=found.rows_are_units)
+    if spec.groups and found.groups_in_one_stratum and previous is None:
+        # each unit has its group's stratum, hash (gh) and tie (gid): what the group's atom has
+        as_group = _split_from_cuts(spec, f"named_struct('t0', {_n('gid')})", h=_n("gh"))
+        assigned = units.join(cut_table, on=_n("sid")).select("*", F.expr(as_group).alias(SPLIT_COLUMN))
+    elif spec.groups:
         atoms = _atoms(spec, units).join(cut_table, on=_n("sid"))
         group_split = atoms.select(_n("period"), _n("gid"), split)
         assigned = units.join(group_split, on=[_n("period"), _n("gid")])
@@ -495,6 +532,8 @@ def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cu
         assigned = units.join(cut_table, on=_n("sid")).select("*", split)
     if not spec.per_row:
         return assigned.select(*_columns(output_columns(spec)))
+    if found.rows_are_units or spec.one_row_per_entity:  # the units are the rows, with every column
+        return assigned.select(*_columns(_caller_columns(rows)), SPLIT_COLUMN)
     unit_key = [*spec.keys, _n("period")]
     joined = rows.join(assigned.select(*_columns(unit_key), SPLIT_COLUMN), on=unit_key)
     return joined.select(*_columns(_caller_columns(rows)), SPLIT_COLUMN)

@@ -82,7 +82,8 @@ def assign_splits(
             events at or after cutoff + gap go to `future_splits` (default: every split but
             the first), those before cutoff to the others, those in the gap to none.
         one_row_per_entity: promise that `df` already has one row per entity, which skips the
-            shuffle that reduces rows to entities. Not verified.
+            shuffle that reduces rows to entities. Not verified. (Without it the exact method
+            counts each entity's rows and reduces them a second time only when needed.)
         buckets: hash buckets per stratum for the exact method (power of two).
     """
     started = time.perf_counter()

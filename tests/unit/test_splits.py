@@ -398,6 +398,34 @@ def test_the_assignment_plan_has_no_window_sort_or_single_partition(events: Data
     assert len(shuffles) == 1, _plan(one_pass)  # only the dropDuplicates above; the split adds none
 
 
+def test_the_final_pass_skips_reductions_the_histogram_pass_found_needless(spark: SparkSession, events: DataFrame) -> None:
+    """The histogram pass counts each entity's rows and each group's strata: for an entity table
+    whose groups each lie in one stratum, the returned frame takes the rows as they are (no
+    aggregation, no shuffle), as one_row_per_entity=True does, and places each entity by its
+    group's hash; several rows per entity, or a group spanning strata, are aggregated."""
+    table = build_entities(spark).select("user_id", "label", "household")
+
+    def split(frame: DataFrame, **options) -> DataFrame:
+        return assign_splits(frame, entity_key="user_id", ratios=RATIOS, seed=7, stratify_by="label", **options)
+
+    def aggregates(frame: DataFrame) -> list[str]:
+        return [line for line in _plan(frame).splitlines() if "Aggregate" in line or ("Exchange" in line and "Broadcast" not in line)]
+
+    for options in ({}, {"group_by": "household"}, {"per_row": True, "group_by": "household"}):
+        assert not aggregates(split(table, **options)), _plan(split(table, **options))
+    assert aggregates(split(events))  # several rows per entity
+    common_household = table.where(F.col("label") == "common").first()["household"]
+    straddling = table.withColumn("household", F.when(F.col("user_id") == user_id(0), F.lit(common_household)).otherwise(F.col("household")))
+    assert aggregates(split(straddling, group_by="household"))  # a household of rare and common entities
+    for options in ({}, {"group_by": "household"}):
+        entities = split(table, **options)
+        assert_df_equality(entities, split(table, one_row_per_entity=True, **options), ignore_row_order=True, ignore_nullable=True)
+        rows = split(table, per_row=True, **options)
+        expected = table.join(entities.select("user_id", "split"), on="user_id").select(*table.columns, "split")
+        assert_df_equality(rows, expected, ignore_row_order=True, ignore_nullable=True)
+        assert_df_equality(rows, split(table, per_row=True, one_row_per_entity=True, **options), ignore_row_order=True, ignore_nullable=True)
+
+
 # ---- several rows per entity, per-row output ----------------------------------------------------
 
 
