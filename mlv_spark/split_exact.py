@@ -509,8 +509,8 @@ def _split_from_cuts(spec: SplitSpec, tie: str, h: str = _n("h")) -> str:
 def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cut_table: DataFrame, found: _Found) -> DataFrame:
     """Lazy: each atom compared with its stratum's cut atoms; no window, no sort. Rows are
     reduced to units only when the histogram pass found a unit of several rows, and units to
-    groups only when it found a group spanning strata, or entities keep splits from `previous`
-    (a group's new entities follow its kept ones)."""
+    groups only when it found a group spanning strata or `previous` is given (a group's new
+    entities follow its kept ones)."""
     split = F.expr(_split_from_cuts(spec, _n("tie") if spec.groups else entity_tie(spec))).alias(SPLIT_COLUMN)
     simple_rows = spec.per_row and not spec.groups and previous is None and not spec.exclude_train_entities
     if simple_rows:
