@@ -98,6 +98,8 @@ def assign_exactly(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None)
 
 
 _n = internal  # short: the SQL text below names many internal columns
+#: A group's tie-break (equal group hashes), of `tie_type` for groups: its id, a second hash.
+_GROUP_TIE = f"named_struct('t0', {_n('gid')})"
 
 
 def _units(
@@ -215,7 +217,7 @@ def _atoms(spec: SplitSpec, units: DataFrame) -> DataFrame:
     split_inside = f"coalesce(CAST({_n('prev')} != {_n('prev_hi')} AS INT), 0)"
     return groups.selectExpr(
         *[c for c in groups.columns if c != _n("bad_prev")],
-        f"named_struct('t0', {_n('gid')}) AS {_n('tie')}",
+        f"{_GROUP_TIE} AS {_n('tie')}",
         f"{_n('bad_prev')} + {split_inside} AS {_n('bad_prev')}",
     )
 
@@ -522,7 +524,7 @@ def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cu
     units = _units(spec, rows, previous, with_values=True, rows_are_units=found.rows_are_units)
     if spec.groups and found.groups_in_one_stratum and previous is None:
         # each unit has its group's stratum, hash (gh) and tie (gid): what the group's atom has
-        as_group = _split_from_cuts(spec, f"named_struct('t0', {_n('gid')})", h=_n("gh"))
+        as_group = _split_from_cuts(spec, _GROUP_TIE, h=_n("gh"))
         assigned = units.join(cut_table, on=_n("sid")).select("*", F.expr(as_group).alias(SPLIT_COLUMN))
     elif spec.groups:
         atoms = _atoms(spec, units).join(cut_table, on=_n("sid"))

@@ -417,9 +417,17 @@ def test_the_final_pass_skips_reductions_the_histogram_pass_found_needless(spark
     common_household = table.where(F.col("label") == "common").first()["household"]
     straddling = table.withColumn("household", F.when(F.col("user_id") == user_id(0), F.lit(common_household)).otherwise(F.col("household")))
     assert aggregates(split(straddling, group_by="household"))  # a household of rare and common entities
+    nobody = spark.createDataFrame([], "user_id string, split string")
+    with_previous = split(table, group_by="household", previous=nobody)
+    assert aggregates(with_previous)  # groups are aggregated for previous: nothing kept, same placement
+    assert_df_equality(with_previous, split(table, group_by="household"), ignore_row_order=True, ignore_nullable=True)
     for options in ({}, {"group_by": "household"}):
         entities = split(table, **options)
         assert_df_equality(entities, split(table, one_row_per_entity=True, **options), ignore_row_order=True, ignore_nullable=True)
+        # the same entities through the reductions: every row twice, and (groups) an empty previous
+        reduced = split(table.unionByName(table), **options)
+        assert aggregates(reduced)
+        assert_df_equality(entities, reduced, ignore_row_order=True, ignore_nullable=True)
         rows = split(table, per_row=True, **options)
         expected = table.join(entities.select("user_id", "split"), on="user_id").select(*table.columns, "split")
         assert_df_equality(rows, expected, ignore_row_order=True, ignore_nullable=True)
