@@ -224,19 +224,25 @@ def _atoms(spec: SplitSpec, units: DataFrame) -> DataFrame:
 
 def _bucket(spec: SplitSpec, atom_hash: str) -> str:
     """Coarse bucket: top bits of the signed hash, shifted to [0, buckets); monotone in the hash."""
-    return f"CAST(shiftright({atom_hash}, {64 - spec.bits}) + {2 ** (spec.bits - 1)} AS INT)"
+    return f"(shiftright({atom_hash}, {64 - spec.bits}) + {2 ** (spec.bits - 1)})"
 
 
-def _bucket_key(spec: SplitSpec, atom_hash: str) -> str:
-    """The histogram's bucket, as a key sorting in hash order: the coarse bucket, except within
-    NEAR_CUT coarse buckets of where a cut is expected, where it is split FINE_BITS finer.
+def _along(spec: SplitSpec, atom_hash: str) -> str:
+    """Where the atom's coarse bucket lies on its stratum's circle, in [0, buckets): the bucket
+    minus the stratum's rotation (the top bits of its check id `chk`), modulo buckets."""
+    return f"(shiftright({atom_hash}, {64 - spec.bits}) - shiftright({_n('chk')}, {64 - spec.bits})) & {2**spec.bits - 1}"
+
+
+def _with_bucket_key(spec: SplitSpec, frame: DataFrame, atom_hash: str, name: str) -> DataFrame:
+    """`frame` with the histogram's bucket `name`, a key sorting in hash order: the coarse
+    bucket, except within NEAR_CUT coarse buckets of where a cut is expected, where it is split
+    FINE_BITS finer.
 
     Hashes are uniform, so the arc of split j starts near hash fraction rotation + C_j / total
-    (mod 1); the stratum's rotation is its check id `chk` (an independent salted hash)."""
-    size = 2**spec.bits
-    coarse = _bucket(spec, atom_hash)
-    rotated = f"shiftright({_n('chk')}, {64 - spec.bits}) + {size // 2}"  # in [0, size)
-    along = f"pmod({coarse} - ({rotated}), {size})"  # the bucket's place on the stratum's circle
+    (mod 1); the stratum's rotation is its check id `chk` (an independent salted hash). The
+    atom's place on the circle is one column of its own, computed once per row: the test
+    against the expected cuts reads it several times."""
+    size, along = 2**spec.bits, _n("along")
     by_period = {}
     for p in spec.periods:
         near = [f"{along} <= {NEAR_CUT}", f"{along} >= {size - NEAR_CUT}"]
@@ -247,7 +253,10 @@ def _bucket_key(spec: SplitSpec, atom_hash: str) -> str:
             near.append(f"{along} BETWEEN {expected - NEAR_CUT} AND {expected + NEAR_CUT}")
         by_period[p.index] = " OR ".join(f"({n})" for n in near)
     fine = f"shiftright({atom_hash}, {64 - spec.bits - FINE_BITS}) + {long_sql(2 ** (spec.bits + FINE_BITS - 1))}"
-    return f"CASE WHEN {per_period(_n('period'), by_period)} THEN {fine} ELSE shiftleft(CAST({coarse} AS BIGINT), {FINE_BITS}) END"
+    coarse = f"shiftleft({_bucket(spec, atom_hash)}, {FINE_BITS})"
+    key = f"CASE WHEN {per_period(_n('period'), by_period)} THEN {fine} ELSE {coarse} END"
+    placed = frame.selectExpr("*", f"{_along(spec, atom_hash)} AS {along}")
+    return placed.selectExpr(*[c for c in frame.columns if c != name], f"{key} AS {name}")
 
 
 # ---- pass 1: histogram ----------------------------------------------------------------------
@@ -281,9 +290,9 @@ def _histogram_pass(
     such bucket is diagnosed and raised here, before any further work. The same aggregation
     finds the largest number of rows in a unit and of strata in a group (`_Found`)."""
     units = _units(spec, rows, previous, with_values=False)
-    atoms = _atoms(spec, units)
+    atoms = _with_bucket_key(spec, _atoms(spec, units), _n("h"), _n("bucket"))
     checks = _checks(spec)
-    bucket = f"CASE WHEN {_n('prev')} IS NOT NULL THEN -1 - {_n('prev')} ELSE {_bucket_key(spec, _n('h'))} END"
+    bucket = f"CASE WHEN {_n('prev')} IS NOT NULL THEN -1 - {_n('prev')} ELSE {_n('bucket')} END"
     if checks:  # an atom failing a check lands in one sentinel bucket: no extra column to sum
         failed = f"greatest({', '.join([*[_n(flag) for flag in checks], '0'])}) > 0"
         bucket = f"CASE WHEN {failed} THEN {long_sql(_FAILED_BUCKET)} ELSE {bucket} END"
@@ -425,8 +434,8 @@ def _boundary_pass(
         spark, pairs, T.StructType([T.StructField(_n("sid"), T.LongType()), T.StructField(_n("bucket"), T.LongType())])
     )
     ranked = (
-        atoms.where(f"{_n('prev')} IS NULL")
-        .selectExpr(_n("sid"), f"{_bucket_key(spec, _n('h'))} AS {_n('bucket')}", _n("h"), _n("tie"), _n("w"))
+        _with_bucket_key(spec, atoms.where(f"{_n('prev')} IS NULL"), _n("h"), _n("bucket"))
+        .selectExpr(_n("sid"), _n("bucket"), _n("h"), _n("tie"), _n("w"))
         .join(F.broadcast(pair_frame), on=[_n("sid"), _n("bucket")], how="left_semi")
         .selectExpr(
             _n("sid"), _n("bucket"),
