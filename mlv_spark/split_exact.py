@@ -256,7 +256,7 @@ def _with_bucket_key(spec: SplitSpec, frame: DataFrame, atom_hash: str, name: st
     coarse = f"shiftleft({_bucket(spec, atom_hash)}, {FINE_BITS})"
     key = f"CASE WHEN {per_period(_n('period'), by_period)} THEN {fine} ELSE {coarse} END"
     placed = frame.selectExpr("*", f"{_along(spec, atom_hash)} AS {along}")
-    return placed.selectExpr(*[c for c in frame.columns if c != name], f"{key} AS {name}")
+    return placed.selectExpr(*frame.columns, f"{key} AS {name}")
 
 
 # ---- pass 1: histogram ----------------------------------------------------------------------

@@ -286,6 +286,20 @@ def test_cuts_far_from_their_expected_place_are_settled_by_ranking_only_their_bu
     assert 0 < atoms_ranked < COMMON_SIZE / 20 and bucket_count <= 2
 
 
+def test_cuts_near_their_expected_place_are_settled_from_the_histogram_alone(spark: SparkSession) -> None:
+    # 20,000 entities in 64 coarse buckets (~310 each): a cut is settled without the boundary
+    # pass only if the histogram splits the buckets around its expected place (rotated per
+    # stratum and seed) finely enough; a misplaced fine window leaves it in a bucket of hundreds
+    table = spark.range(20_000).selectExpr("CAST(id AS STRING) AS user_id", "'common' AS label")
+    for seed in (7, 8, 9):
+        records = _capture_split_logs()
+        result = assign_splits(table, entity_key="user_id", ratios=RATIOS, seed=seed, stratify_by="label", buckets=64, one_row_per_entity=True)
+        cuts = [r.args for r in records if "settled from the histogram" in r.msg]
+        assert cuts and cuts[0][0] == 3 and cuts[0][1] == 0, cuts  # the three arcs' starts from the histogram, none ranked
+        assert not [r for r in records if "boundary pass ranked" in r.msg]
+        assert_largest_remainder(counts_by_stratum(result)["common"])
+
+
 def _capture_split_logs() -> list[logging.LogRecord]:
     records: list[logging.LogRecord] = []
 
