@@ -320,9 +320,8 @@ def _time_parts(expression: str, data_type: DataType, what: str) -> tuple[str, s
     if isinstance(data_type, DateType):
         return f"CAST(unix_date({expression}) AS BIGINT) * {_MICROS_PER_DAY}", None
     if isinstance(data_type, LongType):
-        # Exact floor division (a double division would round epoch nanoseconds).
-        micros = f"CAST(floor(CAST({expression} AS DECIMAL(20,0)) / {_NANOS_PER_MICRO}) AS BIGINT)"
-        return micros, f"CAST(pmod({expression}, {_NANOS_PER_MICRO}) AS INT)"
+        # Exact integer floor division (a double division would round epoch nanoseconds).
+        return _floor_div(expression, _NANOS_PER_MICRO), f"CAST(pmod({expression}, {_NANOS_PER_MICRO}) AS INT)"
     raise FeatureDefinitionError(
         f"{what} has type {data_type.simpleString()}; expected timestamp, timestamp_ntz, date "
         "or bigint epoch nanoseconds"
@@ -595,8 +594,12 @@ def _cast(expression: str, data_type: DataType, common: DataType) -> str:
 
 
 def _floor_div(expression: str, divisor: int) -> str:
-    """Exact floor division of a bigint by a positive constant (no double rounding)."""
-    return f"(({expression}) - pmod({expression}, {divisor})) div {divisor}"
+    """Exact floor division of a bigint by a positive constant (no double rounding), with one
+    integer division (a shift for a power of two): ``div`` truncates toward zero, so a
+    negative dividend is moved one up and the quotient one down."""
+    if divisor & (divisor - 1) == 0:
+        return f"shiftright({expression}, {divisor.bit_length() - 1})"
+    return f"CASE WHEN ({expression}) >= 0 THEN ({expression}) div {divisor} ELSE (({expression}) + 1) div {divisor} - 1 END"
 
 
 @dataclass(frozen=True)
@@ -622,8 +625,9 @@ class _TtlFilter:
 
     @staticmethod
     def _slot_and_word(keys: list[str], word: str) -> str:
-        slot = f"pmod(xxhash64({', '.join(keys)}), {_TtlFilter.SLOTS})"
-        return f"pmod({word}, {_TtlFilter.FOLD}) * {_TtlFilter.SLOTS} + {slot}"
+        # SLOTS and FOLD are powers of two: a mask is pmod
+        slot = f"(xxhash64({', '.join(keys)}) & {_TtlFilter.SLOTS - 1})"
+        return f"(({word}) & {_TtlFilter.FOLD - 1}) * {_TtlFilter.SLOTS} + {slot}"
 
     @staticmethod
     def build(entity_df: DataFrame, entity_ts: str, keys: list[str], ttl: timedelta) -> "_TtlFilter":
@@ -665,7 +669,7 @@ class _TtlFilter:
         located = rows.selectExpr(
             "*",
             f"{self._slot_and_word(keys, _floor_div(bucket, 64))} AS __mlv_pk",
-            f"CAST(pmod({bucket}, 64) AS INT) AS __mlv_pb",
+            f"CAST(({bucket}) & 63 AS INT) AS __mlv_pb",
         )
         kept = located.join(self.table, on="__mlv_pk").where("(shiftright(__mlv_bits, __mlv_pb) & 1) = 1")
         return kept.drop("__mlv_pk", "__mlv_pb", "__mlv_bits")

@@ -511,6 +511,15 @@ def test_epoch_nanosecond_times_compare_exactly(spark):
         [ViewInput(spec(created_timestamp_column=None, ttl=timedelta(microseconds=1)), feats.where("conv < 4"))],
     )
     assert by_row(stale) == {"base + 2us": 3.0}
+    # Before 1970 the microseconds are floored, not truncated toward zero: one nanosecond
+    # before a whole microsecond lies in the microsecond before it.
+    before = datetime(1969, 12, 31, tzinfo=timezone.utc)
+    edge = int(before.timestamp()) * 10**9
+    early = frame(spark, [(1, edge - 1, 1.0), (1, edge + 1, 2.0)], "driver_id long, ts bigint, conv double")
+    out = point_in_time_join(
+        entities(spark, [(1, before, "1969")]), [ViewInput(spec(created_timestamp_column=None, ttl=timedelta(microseconds=1)), early)]
+    )
+    assert by_row(out) == {"1969": 1.0}
 
 
 def test_entityless_view_joins_on_time_only(spark):
