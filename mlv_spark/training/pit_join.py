@@ -666,10 +666,12 @@ class _TtlFilter:
         """``rows`` (feature rows with non-null keys and time) without those no entity row can
         see; ``keys`` and ``micros`` are SQL text over ``rows`` (keys in the common types)."""
         bucket = _floor_div(micros, self.bucket)
+        # Never null (``rows`` has a time), but Spark cannot tell: without the coalesce it
+        # infers an IS NOT NULL filter on the join key and computes the key twice per row.
         located = rows.selectExpr(
             "*",
-            f"{self._slot_and_word(keys, _floor_div(bucket, 64))} AS __mlv_pk",
-            f"CAST(({bucket}) & 63 AS INT) AS __mlv_pb",
+            f"coalesce({self._slot_and_word(keys, _floor_div(bucket, 64))}, 0) AS __mlv_pk",
+            f"coalesce(CAST(({bucket}) & 63 AS INT), 0) AS __mlv_pb",
         )
         kept = located.join(self.table, on="__mlv_pk").where("(shiftright(__mlv_bits, __mlv_pb) & 1) = 1")
         return kept.drop("__mlv_pk", "__mlv_pb", "__mlv_bits")
