@@ -5,8 +5,9 @@ through ``table_resolver`` (both identity when None; relative FileSource paths a
 to the feature repo, as in Feast). A SparkSource query runs as written.
 
 Parquet written by pandas stores timestamps as ``INT64 TIMESTAMP(NANOS)``, which Spark 4
-refuses to read. When Spark's read fails, such columns are looked up in the file footer
-(through Spark's own Hadoop file system, so any URI Spark can read works), and the file is
+refuses to read. Such columns are looked up in the file footer (through Spark's own Hadoop
+file system, so any URI Spark can read works): for a FileSource, usually written by pandas,
+before reading; for a SparkSource path, only when Spark's read fails. Then the file is
 read with an explicit schema in which they are ``bigint`` epoch nanoseconds. The session
 configuration is only changed for the instant of schema inference, under a lock. Callers
 convert these columns: time fields stay nanoseconds so the join compares them exactly,
@@ -110,7 +111,7 @@ class SourceReader:
                     "only parquet is supported (use a SparkSource for other formats)"
                 )
             uri = self._uri(source.path)
-            df, nanos = read_parquet(self._spark, uri)
+            df, nanos = read_parquet(self._spark, uri, footer_first=True)
             return LoadedSource(df, nanos, uri)
         if isinstance(source, SparkSource):
             if source.table:
@@ -134,26 +135,37 @@ class SourceReader:
         )
 
 
-def read_parquet(spark: SparkSession, uri: str) -> tuple[DataFrame, dict[str, bool]]:
-    """Parquet at ``uri``; nanosecond timestamp columns come back as bigint epoch nanoseconds."""
-    if str(spark.conf.get(_NANOS_AS_LONG, "false")).lower() != "true":
-        # Spark refuses TIMESTAMP(NANOS) columns, so a read that works has none: the footer is
-        # only looked at when it fails (or when this setting would hide them as bigint).
+def read_parquet(spark: SparkSession, uri: str, *, footer_first: bool = False) -> tuple[DataFrame, dict[str, bool]]:
+    """Parquet at ``uri``; nanosecond timestamp columns come back as bigint epoch nanoseconds.
+
+    Spark refuses TIMESTAMP(NANOS) columns, so a read that works has none, and by default the
+    footer is only looked at when Spark's read fails. That failure happens in a Spark job,
+    which logs the executor's error; ``footer_first`` looks at the footer before reading
+    (one small file read), for sources usually written by pandas (FileSources), which writes
+    nanosecond timestamps. The footer is always looked at when the session has
+    ``spark.sql.legacy.parquet.nanosAsLong`` on, which would hide such columns as bigint.
+    """
+    if footer_first or str(spark.conf.get(_NANOS_AS_LONG, "false")).lower() == "true":
+        try:
+            nanos = parquet_nanos_columns(spark, uri)
+        except FeatureDefinitionError:
+            raise  # e.g. no data at the path: clearer than Spark's message
+        except Exception:  # not a readable footer: Spark's read says why
+            nanos = {}
+        if not nanos:
+            return _read_or_explain(spark, uri), {}
+    else:
         try:
             return spark.read.parquet(uri), {}
         except Exception as error:
             try:
                 nanos = parquet_nanos_columns(spark, uri)
             except FeatureDefinitionError:
-                raise  # e.g. no data at the path: clearer than Spark's message
+                raise
             except Exception:  # the footer is unreadable too
                 nanos = {}
             if not nanos:  # not the nanosecond case: say why, from Spark's own error
                 raise FeatureDefinitionError(f"cannot read parquet at {uri}: {_root_cause(error)}") from error
-    else:
-        nanos = parquet_nanos_columns(spark, uri)
-        if not nanos:
-            return spark.read.parquet(uri), {}
     with _CONF_LOCK:
         previous = spark.conf.get(_NANOS_AS_LONG, None)
         spark.conf.set(_NANOS_AS_LONG, "true")
@@ -166,6 +178,13 @@ def read_parquet(spark: SparkSession, uri: str) -> tuple[DataFrame, dict[str, bo
                 spark.conf.set(_NANOS_AS_LONG, previous)
     log.info("%s: nanosecond timestamp columns %s read as epoch nanoseconds", uri, sorted(nanos))
     return spark.read.schema(schema).parquet(uri), nanos
+
+
+def _read_or_explain(spark: SparkSession, uri: str) -> DataFrame:
+    try:
+        return spark.read.parquet(uri)
+    except Exception as error:
+        raise FeatureDefinitionError(f"cannot read parquet at {uri}: {_root_cause(error)}") from error
 
 
 def _root_cause(error: Exception) -> str:
