@@ -1,5 +1,6 @@
 """The training-set job end to end: split index + Feast definitions (SparkSource tables resolved
-through our lakeFS catalog) at a pinned commit, written with a fingerprint."""
+through our lakeFS catalog) at a pinned commit, written with a fingerprint; and a FileSource
+written by pandas, read from lakeFS at a pinned commit."""
 
 from __future__ import annotations
 
@@ -131,3 +132,68 @@ def test_bad_requests_are_clear_errors_that_write_nothing(spark, stack, tmp_path
                           "--output", str(tmp_path / "out"))
     assert missing_ref.returncode == 2 and "no-such-ref does not exist" in missing_ref.output
     assert not (tmp_path / "out").exists()
+
+
+PANDAS_REPO = """
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64
+
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+stats = FeatureView(name="stats", entities=[user], ttl=timedelta(days=1), schema=[Field(name="score", dtype=Float64)],
+                    source=FileSource(name="stats_source", path="lakefs://{repo}/main/features/stats", timestamp_field="ts"))
+"""
+
+
+def test_a_pandas_written_file_source_in_lakefs_is_read_at_a_commit(spark, lakefs_repo, tmp_path):
+    """pandas writes nanosecond timestamps, which Spark refuses to read: the footer is read
+    first, over the S3 gateway at the pinned commit, so no Spark job fails, and times compare
+    to the nanosecond."""
+    import io
+
+    import pandas as pd
+
+    from mlv_spark.training_sets import pin_path
+
+    at = pd.Timestamp("2024-03-01", tz="UTC")
+
+    def parquet(rows: dict) -> bytes:
+        data = io.BytesIO()
+        pd.DataFrame(rows).to_parquet(data)
+        return data.getvalue()
+
+    lakefs_repo.put_object("main", "features/stats/part-0.parquet", parquet({
+        "user_id": [1, 1, 2],
+        "ts": [at - pd.Timedelta(hours=1), at + pd.Timedelta(nanoseconds=500), at - pd.Timedelta(hours=2)],
+        "score": [1.0, 2.0, 3.0],
+    }))
+    commit = lakefs_repo.commit("main", "features written by pandas")
+    lakefs_repo.put_object("main", "features/stats/part-1.parquet", parquet({  # after the pinned commit
+        "user_id": [2], "ts": [at - pd.Timedelta(minutes=1)], "score": [9.0],
+    }))
+    repo_dir = tmp_path / "repo"
+    repo_dir.mkdir()
+    (repo_dir / "feature_store.yaml").write_text(
+        "project: pandas\nregistry: registry.db\nprovider: local\nentity_key_serialization_version: 3\n"
+    )
+    (repo_dir / "definitions.py").write_text(PANDAS_REPO.format(repo=lakefs_repo.repository))
+    entity_df = spark.createDataFrame(
+        [(1, at.to_pydatetime()), (2, at.to_pydatetime())], "user_id long, event_timestamp timestamp"
+    )
+    sc = spark.sparkContext
+    sc.setJobGroup("pandas-file-source", "read a pandas-written FileSource")
+    try:
+        out = get_historical_features(
+            spark, entity_df, feature_repo=repo_dir, features=["stats:score"],
+            path_resolver=lambda path: pin_path(path, lakefs_repo.repository, commit),
+        )
+        rows = out.collect()
+    finally:
+        sc.setJobGroup("", "")
+    jobs = sc.statusTracker().getJobIdsForGroup("pandas-file-source")
+    assert jobs and all(sc.statusTracker().getJobInfo(j).status == "SUCCEEDED" for j in jobs)
+    expected = spark.createDataFrame(
+        [(1, at.to_pydatetime(), 1.0), (2, at.to_pydatetime(), 3.0)],
+        "user_id long, event_timestamp timestamp, score double",
+    )
+    assert_df_equality(spark.createDataFrame(rows, out.schema), expected, ignore_row_order=True, ignore_nullable=True)
