@@ -103,3 +103,23 @@ def lakefs_repo(settings: Settings, services):
     lk.ensure_repository()
     yield lk
     lk.delete_repository()
+
+
+@pytest.fixture()
+def spark_job_statuses(spark):
+    """Runs a callable in a Spark job group of its own; returns its result and the final status
+    ("SUCCEEDED", "FAILED", ...) of every Spark job it started."""
+
+    def run(action):
+        sc = spark.sparkContext
+        group = f"test-{uuid.uuid4().hex[:12]}"
+        sc.setJobGroup(group, "jobs of one test action")
+        try:
+            result = action()
+        finally:
+            for key in ("spark.jobGroup.id", "spark.job.description"):
+                sc.setLocalProperty(key, None)  # type: ignore[arg-type]  # None removes it
+        tracker = sc.statusTracker()
+        return result, [tracker.getJobInfo(job).status for job in tracker.getJobIdsForGroup(group)]
+
+    return run

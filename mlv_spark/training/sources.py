@@ -146,26 +146,19 @@ def read_parquet(spark: SparkSession, uri: str, *, footer_first: bool = False) -
     ``spark.sql.legacy.parquet.nanosAsLong`` on, which would hide such columns as bigint.
     """
     if footer_first or str(spark.conf.get(_NANOS_AS_LONG, "false")).lower() == "true":
-        try:
-            nanos = parquet_nanos_columns(spark, uri)
-        except FeatureDefinitionError:
-            raise  # e.g. no data at the path: clearer than Spark's message
-        except Exception:  # not a readable footer: Spark's read says why
-            nanos = {}
+        nanos = _footer_nanos(spark, uri)
         if not nanos:
-            return _read_or_explain(spark, uri), {}
+            try:
+                return spark.read.parquet(uri), {}
+            except Exception as error:
+                raise _cannot_read(uri, error) from error
     else:
         try:
             return spark.read.parquet(uri), {}
         except Exception as error:
-            try:
-                nanos = parquet_nanos_columns(spark, uri)
-            except FeatureDefinitionError:
-                raise
-            except Exception:  # the footer is unreadable too
-                nanos = {}
+            nanos = _footer_nanos(spark, uri)
             if not nanos:  # not the nanosecond case: say why, from Spark's own error
-                raise FeatureDefinitionError(f"cannot read parquet at {uri}: {_root_cause(error)}") from error
+                raise _cannot_read(uri, error) from error
     with _CONF_LOCK:
         previous = spark.conf.get(_NANOS_AS_LONG, None)
         spark.conf.set(_NANOS_AS_LONG, "true")
@@ -180,11 +173,19 @@ def read_parquet(spark: SparkSession, uri: str, *, footer_first: bool = False) -
     return spark.read.schema(schema).parquet(uri), nanos
 
 
-def _read_or_explain(spark: SparkSession, uri: str) -> DataFrame:
+def _footer_nanos(spark: SparkSession, uri: str) -> dict[str, bool]:
+    """``parquet_nanos_columns``, or none when the footer cannot be read (Spark's read then
+    says why); a path without data still raises, which is clearer than Spark's message."""
     try:
-        return spark.read.parquet(uri)
-    except Exception as error:
-        raise FeatureDefinitionError(f"cannot read parquet at {uri}: {_root_cause(error)}") from error
+        return parquet_nanos_columns(spark, uri)
+    except FeatureDefinitionError:
+        raise
+    except Exception:
+        return {}
+
+
+def _cannot_read(uri: str, error: Exception) -> FeatureDefinitionError:
+    return FeatureDefinitionError(f"cannot read parquet at {uri}: {_root_cause(error)}")
 
 
 def _root_cause(error: Exception) -> str:

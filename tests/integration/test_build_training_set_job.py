@@ -145,7 +145,7 @@ stats = FeatureView(name="stats", entities=[user], ttl=timedelta(days=1), schema
 """
 
 
-def test_a_pandas_written_file_source_in_lakefs_is_read_at_a_commit(spark, lakefs_repo, tmp_path):
+def test_a_pandas_written_file_source_in_lakefs_is_read_at_a_commit(spark, spark_job_statuses, lakefs_repo, tmp_path):
     """pandas writes nanosecond timestamps, which Spark refuses to read: the footer is read
     first, over the S3 gateway at the pinned commit, so no Spark job fails, and times compare
     to the nanosecond."""
@@ -180,18 +180,16 @@ def test_a_pandas_written_file_source_in_lakefs_is_read_at_a_commit(spark, lakef
     entity_df = spark.createDataFrame(
         [(1, at.to_pydatetime()), (2, at.to_pydatetime())], "user_id long, event_timestamp timestamp"
     )
-    sc = spark.sparkContext
-    sc.setJobGroup("pandas-file-source", "read a pandas-written FileSource")
-    try:
+
+    def join_and_collect():
         out = get_historical_features(
             spark, entity_df, feature_repo=repo_dir, features=["stats:score"],
             path_resolver=lambda path: pin_path(path, lakefs_repo.repository, commit),
         )
-        rows = out.collect()
-    finally:
-        sc.setJobGroup("", "")
-    jobs = sc.statusTracker().getJobIdsForGroup("pandas-file-source")
-    assert jobs and all(sc.statusTracker().getJobInfo(j).status == "SUCCEEDED" for j in jobs)
+        return out, out.collect()
+
+    (out, rows), statuses = spark_job_statuses(join_and_collect)
+    assert statuses and set(statuses) == {"SUCCEEDED"}
     expected = spark.createDataFrame(
         [(1, at.to_pydatetime(), 1.0), (2, at.to_pydatetime(), 3.0)],
         "user_id long, event_timestamp timestamp, score double",

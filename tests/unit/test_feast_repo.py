@@ -205,21 +205,14 @@ def test_inference_errors_name_the_problem(tmp_path, spark):
 
 
 @pytest.mark.parametrize("footer_first", [False, True])
-def test_nanosecond_parquet_is_read_exactly(tmp_path, spark, footer_first):
+def test_nanosecond_parquet_is_read_exactly(tmp_path, spark, spark_job_statuses, footer_first):
     path = tmp_path / "ns.parquet"
     pd.DataFrame({
         "ts": [pd.Timestamp("2024-01-01 00:00:00.000001500", tz="UTC"), pd.Timestamp("1960-01-01 00:00:00.000000001", tz="UTC")],
     }).assign(naive=lambda d: d["ts"].dt.tz_localize(None)).to_parquet(path)
-    sc = spark.sparkContext
-    sc.setJobGroup(f"nanos-{footer_first}", "read_parquet")
-    try:
-        df, nanos = read_parquet(spark, str(path), footer_first=footer_first)
-    finally:
-        sc.setJobGroup("", "")
-    failed = [j for j in sc.statusTracker().getJobIdsForGroup(f"nanos-{footer_first}")
-              if sc.statusTracker().getJobInfo(j).status == "FAILED"]
+    (df, nanos), statuses = spark_job_statuses(lambda: read_parquet(spark, str(path), footer_first=footer_first))
     # Spark's own read fails in a job (and its executor logs the error) unless the footer comes first.
-    assert len(failed) == (0 if footer_first else 1)
+    assert statuses.count("FAILED") == (0 if footer_first else 1)
     assert nanos == {"ts": True, "naive": False}
     assert [r["ts"] for r in df.orderBy("ts").collect()] == [
         -315619199999999999,  # 1960-01-01 00:00:00.000000001 UTC

@@ -259,6 +259,9 @@ def test_ttl_pruning_drops_only_feature_rows_no_entity_row_can_see(spark):
     ttl_filter = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1))
     kept = ttl_filter.apply(feats, ["driver_id"], "unix_micros(ts)")
     assert kept.columns == feats.columns
+    # the slot and bucket of a row are computed once: no inferred IS NOT NULL filter recomputes them
+    plan = kept._jdf.queryExecution().executedPlan().toString()
+    assert not [line for line in plan.splitlines() if "Filter" in line and "xxhash64" in line], plan
     assert sorted(r.conv for r in kept.collect()) == [1.0, 2.0, 5.0]
 
 
