@@ -64,6 +64,10 @@ _FEATURE_ROW, _ENTITY_ROW = 0, 1
 # so it sees no feature row; reads back as a null time.
 _NO_TIME = -(2**63) + 1
 _NULL_KEY_SPREAD = 64
+# A pass shuffles into exactly spark.sql.shuffle.partitions partitions when its inputs hold at
+# least this many bytes per partition (Spark's size estimate of the input plans); below that,
+# adaptive execution may merge the partitions, as for any shuffle by columns.
+_PIN_BYTES_PER_PARTITION = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,9 @@ def point_in_time_join(
     ``prune_by_ttl`` (on by default) drops, before the shuffle, the feature rows of views with
     a TTL that no entity row can see (``_TtlFilter``): results are the same either way; it
     reads the entity rows once more and saves most when they span a short time next to a
-    long feature history.
+    long feature history. Inputs of at least ``_PIN_BYTES_PER_PARTITION`` per shuffle
+    partition (Spark's size estimate) are shuffled into exactly
+    ``spark.sql.shuffle.partitions`` partitions; smaller ones are left to adaptive execution.
     """
     if not views:
         raise InvalidInputError("no feature views requested")
@@ -188,6 +194,7 @@ def point_in_time_join(
             "rename the entity columns or use full_feature_names=True"
         )
     prepared = [_prepare_view(index, view, entity_df) for index, view in enumerate(views)]
+    partitions = _pinned_partitions([entity_df, *[view.df for view in views]])
 
     # Positional internal names: no quoting, and no regex reading of quoted names when
     # spark.sql.parser.quotedRegexColumnNames is on (Feast's Spark store sets it).
@@ -198,7 +205,7 @@ def point_in_time_join(
         f"struct({', '.join(fields.values())}) AS {_ENTITY}", f"{entity_time} AS {_TIME}"
     )
     for group in _group_by_entity_columns(prepared):
-        state = _join_group(state, entity_df, ts_column, group, hot_key_rows, prune_by_ttl)
+        state = _join_group(state, entity_df, ts_column, group, hot_key_rows, prune_by_ttl, partitions)
 
     entity_out = [
         f"timestamp_micros({_TIME})"
@@ -418,8 +425,10 @@ def _join_group(
     group: list[_View],
     hot_key_rows: int | None,
     prune_by_ttl: bool,
+    partitions: int | None,
 ) -> DataFrame:
-    """Adds the result struct of every view in ``group`` to each entity row of ``state``."""
+    """Adds the result struct of every view in ``group`` to each entity row of ``state``;
+    ``partitions``: the shuffle's partition count, ``None`` to leave it to Spark."""
     entity_columns = list(group[0].group_key)
     entity_fields = _entity_fields(entity_df.columns)
     key_names = [f"__mlv_k{i}" for i in range(len(entity_columns))]
@@ -538,9 +547,13 @@ def _join_group(
     # no second sort and the window sees the rows in the sort's full order (asserted in
     # test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort).
     by_name = {name: union[name] for name in [*partition, *order]}  # one JVM call per column
-    arranged = (
-        union.repartition(*[by_name[n] for n in partition]) if partition else union.repartition(1)
-    ).sortWithinPartitions(*[by_name[n] for n in [*partition, *order]])
+    if not partition:
+        shuffled = union.repartition(1)
+    elif partitions is None:
+        shuffled = union.repartition(*[by_name[n] for n in partition])
+    else:
+        shuffled = union.repartition(partitions, *[by_name[n] for n in partition])
+    arranged = shuffled.sortWithinPartitions(*[by_name[n] for n in [*partition, *order]])
     sort_only = [_SOURCE, _CREATED, _CREATED_NANOS, _TIE]
     flat = {*sort_only, *[_value(v.index, j) for v in group for j in range(len(v.spec.features))]}
 
@@ -581,6 +594,26 @@ def _join_group(
         "point-in-time pass over %s: views %s", entity_columns, [v.spec.name for v in group]
     )
     return joined.selectExpr(_ENTITY, f"{sort_key.micros()} AS {_TIME}", *carried, *results)
+
+
+def _pinned_partitions(inputs: list[DataFrame]) -> int | None:
+    """``spark.sql.shuffle.partitions`` when the inputs are large enough to fill them, else
+    ``None``. Adaptive execution merges a shuffle's partitions to about the default
+    parallelism, often into a few uneven tasks (8 into 3 on 2 cores) that leave cores idle
+    during the sort and window; a pinned count is never merged, so it is kept for inputs
+    whose partitions would not be tiny, and small inputs still get few tasks and files."""
+    try:
+        partitions = int(inputs[0].sparkSession.conf.get("spark.sql.shuffle.partitions") or "")
+    except ValueError:  # "auto" (Databricks): the platform chooses
+        return None
+    try:
+        unknown = inputs[0]._jdf.sparkSession().sessionState().conf().defaultSizeInBytes()  # "no estimate"
+        sizes = [int(str(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())) for df in inputs]
+    except AttributeError:  # no JVM plan (Spark Connect): leave it to Spark
+        return None
+    if partitions < 2 or any(size >= unknown for size in sizes):  # e.g. rows from the driver
+        return None
+    return partitions if sum(sizes) >= partitions * _PIN_BYTES_PER_PARTITION else None
 
 
 def _cast(expression: str, data_type: DataType, common: DataType) -> str:

@@ -228,6 +228,43 @@ def test_output_does_not_depend_on_partitioning(spark):
         spark.conf.set("spark.sql.shuffle.partitions", "4")
 
 
+def test_inputs_large_enough_shuffle_into_exactly_the_configured_partitions(spark, tmp_path, monkeypatch):
+    """Adaptive execution merges a shuffle by columns into a few uneven tasks; a pass over
+    inputs worth pinning keeps spark.sql.shuffle.partitions, with the same rows. Small inputs,
+    and inputs without a size estimate (rows from the driver), are left to Spark."""
+    import mlv_spark.training.pit_join as pit_join
+
+    feats = drivers(spark, [
+        (k, ts("2024-01-01") + timedelta(hours=h), None, float(k * 100 + h)) for k in range(6) for h in range(40)
+    ])
+    ents = entities(spark, [(k, ts("2024-01-01") + timedelta(hours=h), f"{k}/{h}") for k in range(7) for h in range(0, 60, 3)])
+    feats.write.parquet(str(tmp_path / "f"))
+    ents.write.parquet(str(tmp_path / "e"))
+    on_disk = [spark.read.parquet(str(tmp_path / "e")), spark.read.parquet(str(tmp_path / "f"))]
+
+    def pass_shuffle(entity_df, feature_df) -> tuple[DataFrame, str, bool]:
+        """The result, the pass's exchange, and whether adaptive execution merged its partitions."""
+        out = point_in_time_join(entity_df, [ViewInput(spec(ttl=timedelta(hours=12)), feature_df)])
+        out.collect()  # the final adaptive plan
+        final = out._jdf.queryExecution().executedPlan().toString().split("Initial Plan")[0]
+        lines = [line.strip() for line in final.splitlines()]
+        at = next(i for i, line in enumerate(lines) if "Exchange hashpartitioning(__mlv_k0" in line)
+        return out, lines[at], lines[at - 2] == "+- AQEShuffleRead coalesced"  # above its query stage
+
+    try:
+        spark.conf.set("spark.sql.shuffle.partitions", "9")
+        unpinned, exchange, merged = pass_shuffle(*on_disk)
+        assert "REPARTITION_BY_COL" in exchange and merged, exchange
+        monkeypatch.setattr(pit_join, "_PIN_BYTES_PER_PARTITION", 1)
+        pinned, exchange, merged = pass_shuffle(*on_disk)
+        assert "REPARTITION_BY_NUM" in exchange and ", 9)" in exchange and not merged, exchange
+        assert_df_equality(pinned, unpinned, ignore_row_order=True)
+        _, exchange, merged = pass_shuffle(ents, feats)
+        assert "REPARTITION_BY_COL" in exchange and merged, exchange
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", "4")
+
+
 def test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort(spark):
     """Full ties beyond the tie-break hash are ordered by the explicit sort, which the window
     must reuse: a second sort under the window would be free to reorder them."""
