@@ -5,9 +5,12 @@ same parquet data and the same generated Feast repo (SparkSource, `offline_store
 output is forced with a `noop` write. "The limit" is one union of the same entity and
 feature rows, one shuffle by key and one sort by (key, time): no join can do less.
 
-Measurement: every contender gets an untimed warm-up run, then the contenders run
-round-robin (A B C, A B C, ...) --runs times and medians are reported, so a load change on
-a shared machine hits all of them alike. Each timed run starts after a full JVM garbage
+Measurement: the contenders run round-robin (A B C, A B C, ...), first --warmup untimed
+rounds, then --runs timed rounds, and medians are reported, so a load change on a shared
+machine hits all of them alike. With --blocked each contender instead runs its warm-up and
+timed runs back to back, one contender after the other (A A A B B B C C C): no other workload
+runs between two of its runs, which a join run right after a Feast run is slower without
+(docs/training-sets.md, Benchmark). Each timed run starts after a full JVM garbage
 collection, so no contender pays for the garbage of the one before it. Besides wall time,
 the JVM's own CPU time per run (user + system, from /proc) is reported: it is far less
 sensitive to other processes.
@@ -180,19 +183,34 @@ def settle(spark: SparkSession) -> None:
     spark.sparkContext._jvm.java.lang.System.gc()
 
 
-def measure(spark: SparkSession, contenders: dict[str, Callable[[], None]], runs: int) -> dict[str, Timing]:
-    """Warm-up each, then `runs` round-robin rounds; wall and JVM CPU seconds per run, each
-    run starting after a full garbage collection."""
-    for run in contenders.values():
-        run()
+def measure(
+    spark: SparkSession, contenders: dict[str, Callable[[], None]], runs: int, warmup: int, blocked: bool = False
+) -> dict[str, Timing]:
+    """`warmup` untimed runs, then `runs` timed ones, round-robin (or, ``blocked``, each
+    contender's runs back to back); wall and JVM CPU seconds per run, each run starting after
+    a full garbage collection."""
     timings = {name: Timing([], []) for name in contenders}
-    for _ in range(runs):
+
+    def timed(name: str) -> None:
+        settle(spark)
+        cpu, started = jvm_cpu_seconds(spark), time.perf_counter()
+        contenders[name]()
+        timings[name].wall.append(time.perf_counter() - started)
+        timings[name].cpu.append(jvm_cpu_seconds(spark) - cpu)
+
+    if blocked:
         for name, run in contenders.items():
-            settle(spark)
-            cpu, started = jvm_cpu_seconds(spark), time.perf_counter()
+            for _ in range(warmup):
+                run()
+            for _ in range(runs):
+                timed(name)
+        return timings
+    for _ in range(warmup):
+        for run in contenders.values():
             run()
-            timings[name].wall.append(time.perf_counter() - started)
-            timings[name].cpu.append(jvm_cpu_seconds(spark) - cpu)
+    for _ in range(runs):
+        for name in contenders:
+            timed(name)
     return timings
 
 
@@ -235,7 +253,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the reference shape")
     parser.add_argument("--partitions", type=int, default=8, help="spark.sql.shuffle.partitions")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per contender (after a warm-up)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per contender")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per contender before the timed ones")
+    parser.add_argument("--blocked", action="store_true", help="each contender's runs back to back, not round-robin")
     parser.add_argument("--memory", default="6g", help="driver memory")
     parser.add_argument("--skip-feast", action="store_true", help="only ours and the limit")
     parser.add_argument("--doubling", type=int, default=2, help="extra runs of ours at 2x, 4x ... N+M")
@@ -246,7 +266,8 @@ def main() -> None:
     spark = session(args.partitions, args.memory)
     shape = REFERENCE.scaled(args.scale)
     work = Path(tempfile.mkdtemp(prefix="bench-pit-"))
-    print(f"shape: {shape.describe()}, local[2], {args.partitions} shuffle partitions, median of {args.runs}")
+    print(f"shape: {shape.describe()}, local[2], {args.partitions} shuffle partitions, "
+          f"{args.warmup} warm-up runs, median of {args.runs}{' (blocked)' if args.blocked else ''}")
 
     started = time.perf_counter()
     feature_path, entity_path = generate(spark, shape, work / "data")
@@ -275,12 +296,14 @@ def main() -> None:
             if not same:
                 raise SystemExit("results differ from Feast")
     load_before = os.getloadavg()[0]
-    timings = measure(spark, contenders, args.runs)
+    timings = measure(spark, contenders, args.runs, args.warmup, args.blocked)
     load_after = os.getloadavg()[0]
     limit = timings[limit_name]
 
     print()
-    print(f"{shape.describe()}; median of {args.runs} interleaved runs; JVM CPU = user + system seconds")
+    protocol = "each contender's runs back to back" if args.blocked else "interleaved"
+    print(f"{shape.describe()}; median of {args.runs} runs after {args.warmup} warm-up runs each, {protocol}; "
+          "JVM CPU = user + system seconds")
     print(f"machine load average (1 min) when the timed runs started: {load_before:.1f}, ended: {load_after:.1f} "
           f"({os.cpu_count()} cores)")
     print()
@@ -320,7 +343,7 @@ def main() -> None:
                 "ours": lambda: noop(get_historical_features(
                     spark, sub_entity, feature_repo=repo, features=[f"stats_7d:{f}" for f in FEATURES])),
                 "limit": lambda: noop(the_limit(spark, f_path, e_path, args.partitions)),
-            }, args.runs)
+            }, args.runs, args.warmup, args.blocked)
             o, lim = grown["ours"], grown["limit"]
             print(
                 f"| {sub.entity_rows + sub.feature_rows:,} | {o.wall_median:.1f} | {lim.wall_median:.1f} "
