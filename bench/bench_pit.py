@@ -8,9 +8,9 @@ feature rows, one shuffle by key and one sort by (key, time): no join can do les
 Measurement: the contenders run round-robin (A B C, A B C, ...), first --warmup untimed
 rounds, then --runs timed rounds, and medians are reported, so a load change on a shared
 machine hits all of them alike. With --blocked each contender instead runs its warm-up and
-timed runs back to back, one contender after the other (A A A B B B C C C): no other workload
-runs between two of its runs, which a join run right after a Feast run is slower without
-(docs/training-sets.md, Benchmark). Each timed run starts after a full JVM garbage
+timed runs back to back, one contender after the other (A A A B B B C C C), so no other
+workload runs between two of its runs (a run of our join right after a Feast run is slower
+than the ones after it: docs/training-sets.md, Benchmark). Each timed run starts after a full JVM garbage
 collection, so no contender pays for the garbage of the one before it. Besides wall time,
 the JVM's own CPU time per run (user + system, from /proc) is reported: it is far less
 sensitive to other processes.
@@ -267,7 +267,7 @@ def main() -> None:
     shape = REFERENCE.scaled(args.scale)
     work = Path(tempfile.mkdtemp(prefix="bench-pit-"))
     print(f"shape: {shape.describe()}, local[2], {args.partitions} shuffle partitions, "
-          f"{args.warmup} warm-up runs, median of {args.runs}{' (blocked)' if args.blocked else ''}")
+          f"warm-up runs: {args.warmup}, median of {args.runs}{' (blocked)' if args.blocked else ''}")
 
     started = time.perf_counter()
     feature_path, entity_path = generate(spark, shape, work / "data")
@@ -302,7 +302,7 @@ def main() -> None:
 
     print()
     protocol = "each contender's runs back to back" if args.blocked else "interleaved"
-    print(f"{shape.describe()}; median of {args.runs} runs after {args.warmup} warm-up runs each, {protocol}; "
+    print(f"{shape.describe()}; median of {args.runs} runs after warm-up runs: {args.warmup} each, {protocol}; "
           "JVM CPU = user + system seconds")
     print(f"machine load average (1 min) when the timed runs started: {load_before:.1f}, ended: {load_after:.1f} "
           f"({os.cpu_count()} cores)")
