@@ -10,8 +10,8 @@ rounds, then --runs timed rounds, and medians are reported, so a load change on 
 machine hits all of them alike. With --blocked each contender instead runs its warm-up and
 timed runs back to back, one contender after the other (A A A B B B C C C), so no other
 workload runs between two of its runs (a run of our join right after a Feast run is slower
-than the ones after it: docs/training-sets.md, Benchmark). Each timed run starts after a full JVM garbage
-collection, so no contender pays for the garbage of the one before it. Besides wall time,
+than the ones after it: docs/training-sets.md, Benchmark). Each timed run starts after a
+full JVM garbage collection, so no contender pays for the garbage of the one before it. Besides wall time,
 the JVM's own CPU time per run (user + system, from /proc) is reported: it is far less
 sensitive to other processes.
 
