@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, TimestampNTZType, TimestampType
 
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
+from mlv_spark.training import pit_join
 from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, _TtlFilter, point_in_time_join
 
 
@@ -232,8 +233,6 @@ def test_inputs_large_enough_shuffle_into_exactly_the_configured_partitions(spar
     """Adaptive execution merges a shuffle by columns into a few uneven tasks; a pass over
     inputs worth pinning keeps spark.sql.shuffle.partitions, with the same rows. Small inputs,
     and inputs without a size estimate (rows from the driver), are left to Spark."""
-    import mlv_spark.training.pit_join as pit_join
-
     feats = drivers(spark, [
         (k, ts("2024-01-01") + timedelta(hours=h), None, float(k * 100 + h)) for k in range(6) for h in range(40)
     ])
