@@ -6,7 +6,7 @@
 # local profile (default): uses the project's venv and the jar cache from `make bootstrap`.
 # cluster profiles (emr, databricks, …: `jars = "provided"`): zips mlv_spark for --py-files,
 # ships conf/<profile>.toml with --files and passes the pinned Maven packages with --packages
-# plus the catalog jar. Credentials come from MLV_* environment variables, never arguments.
+# plus the catalog and point-in-time jars. Credentials come from MLV_* environment variables, never arguments.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="${MLV_PROFILE:-local}"
@@ -45,8 +45,10 @@ with zipfile.ZipFile("build/mlv_spark.zip", "w", zipfile.ZIP_DEFLATED) as z:
             z.write(p)')
   packages="$(cd "$root" && "$py" -m mlv_spark.jvm packages)"
   catalog_jar="$root/.cache/jars/mlv-lakefs-iceberg-0.1.0.jar"
+  pit_jar="$root/.cache/jars/mlv-spark-pit-0.1.0.jar"
   [ -f "$catalog_jar" ] || { echo "error: $catalog_jar missing: run 'make catalog-jar'" >&2; exit 1; }
-  opts+=(--packages "$packages" --jars "$catalog_jar" --py-files "$root/build/mlv_spark.zip"
+  [ -f "$pit_jar" ] || { echo "error: $pit_jar missing: run 'make pit-jar'" >&2; exit 1; }
+  opts+=(--packages "$packages" --jars "$catalog_jar,$pit_jar" --py-files "$root/build/mlv_spark.zip"
          --files "$root/conf/$profile.toml,$root/pyproject.toml")
 fi
 cd "$root"

@@ -42,7 +42,10 @@ from pyspark.sql import functions as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mlv_spark.config import load_settings  # noqa: E402
+from mlv_spark.jvm import PIT_JAR  # noqa: E402
 from mlv_spark.training import get_historical_features  # noqa: E402
+from mlv_spark.training.pit_join import CARRY_CONF  # noqa: E402
 
 DAYS = 90
 BASE_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
@@ -96,8 +99,13 @@ class Shape:
 REFERENCE = Shape(entity_rows=200_000, feature_rows=2_000_000, keys=20_000)
 
 
-def session(partitions: int, memory: str) -> SparkSession:
+def session(partitions: int, memory: str, carry: str = "jvm") -> SparkSession:
+    """The shared session; ``carry``: our join's carry-forward (the JVM scan needs the
+    mlv-spark-pit jar from `make pit-jar`)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    pit_jar = load_settings("local").jar_dir / PIT_JAR
+    if carry == "jvm" and not pit_jar.is_file():
+        sys.exit(f"error: {pit_jar} is missing: run `make pit-jar` (or pass --carry window)")
     spark = (
         SparkSession.builder.master("local[2]")
         .appName("bench-pit")
@@ -106,6 +114,8 @@ def session(partitions: int, memory: str) -> SparkSession:
         .config("spark.driver.memory", memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraClassPath", str(pit_jar))
+        .config(CARRY_CONF, carry)
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -260,14 +270,17 @@ def main() -> None:
     parser.add_argument("--skip-feast", action="store_true", help="only ours and the limit")
     parser.add_argument("--doubling", type=int, default=2, help="extra runs of ours at 2x, 4x ... N+M")
     parser.add_argument("--keep", action="store_true", help="keep the generated data and repos")
+    parser.add_argument("--carry", choices=["jvm", "window"], default="jvm",
+                        help="our join's carry-forward: the JVM scan (default) or the window")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    spark = session(args.partitions, args.memory)
+    spark = session(args.partitions, args.memory, args.carry)
     shape = REFERENCE.scaled(args.scale)
     work = Path(tempfile.mkdtemp(prefix="bench-pit-"))
     print(f"shape: {shape.describe()}, local[2], {args.partitions} shuffle partitions, "
-          f"warm-up runs: {args.warmup}, median of {args.runs}{' (blocked)' if args.blocked else ''}")
+          f"warm-up runs: {args.warmup}, median of {args.runs}{' (blocked)' if args.blocked else ''}, "
+          f"carry-forward: {args.carry}")
 
     started = time.perf_counter()
     feature_path, entity_path = generate(spark, shape, work / "data")

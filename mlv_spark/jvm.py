@@ -11,6 +11,8 @@ from mlv_spark.config import PACKAGE_ROOT, Settings
 from mlv_spark.errors import ConfigError, ServiceUnavailableError
 
 CATALOG_JAR = "mlv-lakefs-iceberg-0.1.0.jar"
+#: The point-in-time join's JVM scan (java/mlv-spark-pit, `make pit-jar`).
+PIT_JAR = "mlv-spark-pit-0.1.0.jar"
 _PACKAGE_KEYS = {"iceberg": "iceberg-spark-runtime", "delta": "delta-spark", "hadoop-aws": "hadoop-aws"}
 
 
@@ -39,7 +41,7 @@ def jar_file_name(coordinate: str) -> str:
 def local_jars(settings: Settings) -> list[Path]:
     """Every jar a local session needs, from the bootstrap cache; a clear error when one is missing."""
     directory = settings.jar_dir
-    names = [jar_file_name(c) for c in pins()["jvm"]["jars"]] + [CATALOG_JAR]
+    names = [jar_file_name(c) for c in pins()["jvm"]["jars"]] + [CATALOG_JAR, PIT_JAR]
     jars = [directory / name for name in names]
     missing = [j.name for j in jars if not j.is_file()]
     if missing:

@@ -4,8 +4,10 @@ The rules are listed in docs/training-sets.md ("Semantics, rule by rule"), which
 algorithm. In short, for each group of views joined on the same entity columns: one union of
 entity rows and feature rows, one shuffle by join keys, one sort by
 ``(2 * time + kind, created time, tie-break hash, values)`` (feature rows, kind 0, sort
-before entity rows at equal times) and a running ``last(feature struct, ignorenulls)``; TTL
-is applied to the carried winner afterwards. Entity rows carry all their columns (and the
+before entity rows at equal times) and a carry-forward of the latest feature row, by a linear
+scan in the JVM (``io.mlvspark.pit.CarryForward``, the mlv-spark-pit jar) or, without it, a
+running ``last(feature struct, ignorenulls)`` window; TTL is applied to the carried winner
+afterwards. Entity rows carry all their columns (and the
 results of earlier groups), so nothing is joined back. Before the union, feature rows of views
 with a TTL that no entity row can see are dropped (``_TtlFilter``). No I/O happens here.
 
@@ -30,12 +32,17 @@ from datetime import timedelta
 from functools import reduce
 from typing import Sequence
 
-from pyspark.sql import DataFrame, Window
+from py4j.java_gateway import JavaClass
+from py4j.protocol import Py4JError
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
+    BooleanType,
     DataType,
     DateType,
+    DecimalType,
     IntegralType,
     LongType,
     MapType,
@@ -46,7 +53,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
+from mlv_spark.errors import ConfigError, FeatureDefinitionError, InvalidInputError
 from mlv_spark.fingerprint import row_hash_sql
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,10 @@ _NULL_KEY_SPREAD = 64
 # least this many bytes per partition (Spark's size estimate of the input plans); below that,
 # adaptive execution may merge the partitions, as for any shuffle by columns.
 _PIN_BYTES_PER_PARTITION = 1 << 20
+#: Session setting choosing the carry-forward: "auto" (the JVM scan when its class is on the
+#: class path, else the window), "jvm" (the scan, or an error) or "window".
+CARRY_CONF = "spark.mlv.pit.carry"
+_SCAN_CLASS = "io.mlvspark.pit.CarryForward"
 
 
 @dataclass(frozen=True)
@@ -175,7 +186,9 @@ def point_in_time_join(
     reads the entity rows once more and saves most when they span a short time next to a
     long feature history. Inputs of at least ``_PIN_BYTES_PER_PARTITION`` per shuffle
     partition (Spark's size estimate) are shuffled into exactly
-    ``spark.sql.shuffle.partitions`` partitions; smaller ones are left to adaptive execution.
+    ``spark.sql.shuffle.partitions`` partitions; smaller ones are left to adaptive execution
+    (window) or take at most the default parallelism (JVM scan). The session setting
+    ``CARRY_CONF`` chooses the carry-forward (``_carry_scan``).
     """
     if not views:
         raise InvalidInputError("no feature views requested")
@@ -194,7 +207,10 @@ def point_in_time_join(
             "rename the entity columns or use full_feature_names=True"
         )
     prepared = [_prepare_view(index, view, entity_df) for index, view in enumerate(views)]
+    scan = _carry_scan(entity_df.sparkSession)
     partitions = _pinned_partitions([entity_df, *[view.df for view in views]])
+    if scan is not None and partitions is None:  # the scan's input is planned without AQE
+        partitions = _scan_partitions(entity_df.sparkSession)
 
     # Positional internal names: no quoting, and no regex reading of quoted names when
     # spark.sql.parser.quotedRegexColumnNames is on (Feast's Spark store sets it).
@@ -205,7 +221,7 @@ def point_in_time_join(
         f"struct({', '.join(fields.values())}) AS {_ENTITY}", f"{entity_time} AS {_TIME}"
     )
     for group in _group_by_entity_columns(prepared):
-        state = _join_group(state, entity_df, ts_column, group, hot_key_rows, prune_by_ttl, partitions)
+        state = _join_group(state, entity_df, ts_column, group, hot_key_rows, prune_by_ttl, partitions, scan)
 
     entity_out = [
         f"timestamp_micros({_TIME})"
@@ -426,9 +442,11 @@ def _join_group(
     hot_key_rows: int | None,
     prune_by_ttl: bool,
     partitions: int | None,
+    scan: _Scan | None,
 ) -> DataFrame:
     """Adds the result struct of every view in ``group`` to each entity row of ``state``;
-    ``partitions``: the shuffle's partition count, ``None`` to leave it to Spark."""
+    ``partitions``: the shuffle's partition count, ``None`` to leave it to Spark; ``scan``:
+    the JVM carry-forward, ``None`` for the window."""
     entity_columns = list(group[0].group_key)
     entity_fields = _entity_fields(entity_df.columns)
     key_names = [f"__mlv_k{i}" for i in range(len(entity_columns))]
@@ -574,11 +592,16 @@ def _join_group(
     )
     latest = {v.index: f"__mlv_w{v.index}" for v in group}
     extra = [*key_names, _BUCKET] if skew is not None else []
-    structured = arranged.selectExpr(*[c for c in arranged.columns if c not in flat], *value_structs())
-    joined = structured.selectExpr(
-        _ENTITY, *sort_key.window_order(), *carried, *extra,  # the time key tells entity rows
-        *[f"last({_values(i)}, true) {window} AS {w}" for i, w in latest.items()],
-    ).where(sort_key.is_entity_row())
+    passthrough = [_ENTITY, *sort_key.window_order(), *carried, *extra]  # an entity row's columns
+    joined = None
+    if scan is not None and all(_scan_can_compare(t) for t in key_types):
+        structured = arranged.selectExpr(*partition, *passthrough, *value_structs())
+        joined = scan.carry(structured, len(partition), passthrough, list(latest.values()))
+    if joined is None:
+        structured = arranged.selectExpr(*[c for c in arranged.columns if c not in flat], *value_structs())
+        joined = structured.selectExpr(
+            *passthrough, *[f"last({_values(i)}, true) {window} AS {w}" for i, w in latest.items()],
+        ).where(sort_key.is_entity_row())
     if skew is not None:
         with_structs = union.selectExpr("*", *value_structs())
         joined = skew.carry_in(joined, with_structs, group, latest, order, sort_key)
@@ -594,6 +617,86 @@ def _join_group(
         "point-in-time pass over %s: views %s", entity_columns, [v.spec.name for v in group]
     )
     return joined.selectExpr(_ENTITY, f"{sort_key.micros()} AS {_TIME}", *carried, *results)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """The JVM carry-forward (``io.mlvspark.pit.CarryForward``); ``strict``: its failure is an
+    error (``jvm``) rather than a fallback to the window (``auto``)."""
+
+    java: JavaClass
+    strict: bool
+
+    def carry(self, structured: DataFrame, keys: int, passthrough: list[str], latest: list[str]) -> DataFrame | None:
+        """Entity rows of ``structured`` (``keys`` partition columns, then ``passthrough``, then
+        one value struct per view), each with the latest value struct of each view of its key
+        (named ``latest``); ``None`` when the scan cannot be built (not strict: use the window)."""
+        spark = structured.sparkSession
+        gateway = spark.sparkContext._gateway
+        assert gateway is not None
+
+        def ints(values: range) -> object:
+            array = gateway.new_array(gateway.jvm.int, len(values))
+            for i, value in enumerate(values):
+                array[i] = value
+            return array
+
+        first_value = keys + len(passthrough)
+        try:
+            frame = self.java.apply(
+                structured._jdf, keys, keys, ints(range(keys, first_value)),
+                ints(range(first_value, first_value + len(latest))),
+            )
+        except Py4JError as error:  # e.g. a Spark whose internals differ from the pinned one
+            if self.strict:
+                raise
+            log.warning("point-in-time join: the JVM scan failed (%s); carrying forward with a window",
+                        str(error).splitlines()[0])
+            return None
+        return DataFrame(frame, spark).toDF(*passthrough, *latest)
+
+
+def _carry_scan(spark: SparkSession) -> _Scan | None:
+    """The JVM carry-forward, or ``None`` for the window (see ``CARRY_CONF``)."""
+    mode = (spark.conf.get(CARRY_CONF, "auto") or "auto").strip().lower()
+    if mode not in ("auto", "jvm", "window"):
+        raise ConfigError(f"{CARRY_CONF} is {mode!r}; use auto, jvm or window")
+    if mode == "window":
+        return None
+    try:
+        java = getattr(spark._jvm.io.mlvspark.pit, "CarryForward")  # type: ignore[union-attr]
+    except AttributeError:  # no JVM (Spark Connect)
+        java = None
+    if isinstance(java, JavaClass):
+        return _Scan(java, strict=mode == "jvm")
+    if mode == "jvm":
+        raise ConfigError(
+            f"{CARRY_CONF}=jvm but {_SCAN_CLASS} is not on the class path (no JVM, or the "
+            "mlv-spark-pit jar is missing): build it with `make pit-jar` and add it to the session"
+        )
+    log.info("point-in-time join: %s not on the class path, carrying forward with a window", _SCAN_CLASS)
+    return None
+
+
+def _scan_can_compare(key_type: DataType) -> bool:
+    """Whether the scan's byte-wise key equality is Spark's equality for this key type: not
+    for floating point (-0.0 and 0.0, NaNs) or strings with a non-binary collation; such
+    keys are carried forward by the window."""
+    if isinstance(key_type, StringType):
+        return key_type.collation == "UTF8_BINARY"
+    return isinstance(key_type, (IntegralType, DecimalType, DateType, TimestampType, TimestampNTZType,
+                                 BooleanType, BinaryType))
+
+
+def _scan_partitions(spark: SparkSession) -> int:
+    """Shuffle partitions of a pass whose inputs are too small to pin (or have no size
+    estimate): the scan's input is planned without adaptive execution, which would otherwise
+    merge them, so take at most the default parallelism."""
+    parallelism = spark.sparkContext.defaultParallelism
+    try:
+        return max(1, min(int(spark.conf.get("spark.sql.shuffle.partitions") or ""), parallelism))
+    except ValueError:  # "auto"
+        return parallelism
 
 
 def _pinned_partitions(inputs: list[DataFrame]) -> int | None:

@@ -15,6 +15,14 @@ from mlv_spark.training import pit_join
 from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, _TtlFilter, point_in_time_join
 
 
+@pytest.fixture(autouse=True, params=["jvm", "window"])
+def carry(request, spark) -> str:
+    """Every rule must hold for both carry-forwards: the JVM scan and the window."""
+    spark.conf.set(pit_join.CARRY_CONF, request.param)
+    yield request.param
+    spark.conf.set(pit_join.CARRY_CONF, "jvm")
+
+
 def ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -229,10 +237,12 @@ def test_output_does_not_depend_on_partitioning(spark):
         spark.conf.set("spark.sql.shuffle.partitions", "4")
 
 
-def test_inputs_large_enough_shuffle_into_exactly_the_configured_partitions(spark, tmp_path, monkeypatch):
+def test_inputs_large_enough_shuffle_into_exactly_the_configured_partitions(spark, tmp_path, monkeypatch, carry):
     """Adaptive execution merges a shuffle by columns into a few uneven tasks; a pass over
     inputs worth pinning keeps spark.sql.shuffle.partitions, with the same rows. Small inputs,
-    and inputs without a size estimate (rows from the driver), are left to Spark."""
+    and inputs without a size estimate (rows from the driver), are left to Spark (window), or
+    take at most the default parallelism (the scan, whose input is planned without adaptive
+    execution)."""
     feats = drivers(spark, [
         (k, ts("2024-01-01") + timedelta(hours=h), None, float(k * 100 + h)) for k in range(6) for h in range(40)
     ])
@@ -244,29 +254,34 @@ def test_inputs_large_enough_shuffle_into_exactly_the_configured_partitions(spar
     def pass_shuffle(entity_df, feature_df) -> tuple[DataFrame, str, bool]:
         """The result, the pass's exchange, and whether adaptive execution merged its partitions."""
         out = point_in_time_join(entity_df, [ViewInput(spec(ttl=timedelta(hours=12)), feature_df)])
+        if carry == "jvm":  # the scan's partitions are the pass's shuffle partitions
+            count = out.rdd.getNumPartitions()
+            return out, f"REPARTITION_BY_NUM, {count})", count != 9
         out.collect()  # the final adaptive plan
         final = out._jdf.queryExecution().executedPlan().toString().split("Initial Plan")[0]
         lines = [line.strip() for line in final.splitlines()]
         at = next(i for i, line in enumerate(lines) if "Exchange hashpartitioning(__mlv_k0" in line)
         return out, lines[at], lines[at - 2] == "+- AQEShuffleRead coalesced"  # above its query stage
 
+    unpinned_kind = "REPARTITION_BY_COL" if carry == "window" else ", 2)"  # local[2]
     try:
         spark.conf.set("spark.sql.shuffle.partitions", "9")
         unpinned, exchange, merged = pass_shuffle(*on_disk)
-        assert "REPARTITION_BY_COL" in exchange and merged, exchange
+        assert unpinned_kind in exchange and merged, exchange
         monkeypatch.setattr(pit_join, "_PIN_BYTES_PER_PARTITION", 1)
         pinned, exchange, merged = pass_shuffle(*on_disk)
         assert "REPARTITION_BY_NUM" in exchange and ", 9)" in exchange and not merged, exchange
         assert_df_equality(pinned, unpinned, ignore_row_order=True)
         _, exchange, merged = pass_shuffle(ents, feats)
-        assert "REPARTITION_BY_COL" in exchange and merged, exchange
+        assert unpinned_kind in exchange and merged, exchange
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", "4")
 
 
-def test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort(spark):
+def test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort(spark, carry):
     """Full ties beyond the tie-break hash are ordered by the explicit sort, which the window
-    must reuse: a second sort under the window would be free to reorder them."""
+    must reuse: a second sort under the window would be free to reorder them. The scan replaces
+    the window: one shuffle per pass in its lineage, no window."""
     feats = drivers(spark, [(1, ts("2024-01-01"), None, 1.0)])
     two_keys = frame(spark, [(1, "a", ts("2024-01-01"), 2.0)], "driver_id long, cust string, ts timestamp, score double")
     views = [
@@ -275,7 +290,13 @@ def test_each_pass_shuffles_and_sorts_once_and_the_window_reuses_the_sort(spark)
         ViewInput(spec(name="pair", join_keys=("driver_id", "cust"), features=("score",), created_timestamp_column=None), two_keys),
     ]
     ents = entities(spark, [(1, ts("2024-01-02"), "r")], "driver_id long, event_timestamp timestamp, row string").withColumn("cust", F.lit("a"))
-    plan = point_in_time_join(ents, views, full_feature_names=True, prune_by_ttl=False)._jdf.queryExecution().executedPlan().toString()
+    joined = point_in_time_join(ents, views, full_feature_names=True, prune_by_ttl=False)
+    plan = joined._jdf.queryExecution().executedPlan().toString()
+    if carry == "jvm":  # each pass's plan lives in its scan's RDD lineage
+        lineage = joined._jdf.queryExecution().toRdd().toDebugString()
+        assert lineage.count("ShuffledRowRDD") == 2, lineage  # one pass per set of join keys
+        assert "Window" not in plan and "Exchange" not in plan, plan
+        return
     assert plan.count("Exchange hashpartitioning") == 2  # one pass per set of join keys
     assert plan.count("Sort [") == 2
     assert plan.count("Window [") == 2
@@ -301,7 +322,7 @@ def test_ttl_pruning_drops_only_feature_rows_no_entity_row_can_see(spark):
     assert sorted(r.conv for r in kept.collect()) == [1.0, 2.0, 5.0]
 
 
-def test_ttl_pruning_changes_no_result(spark):
+def test_ttl_pruning_changes_no_result(spark, carry):
     """Several TTLs in one pass (a negative one too), keys cast to a common type, a nanosecond
     source, times before 1970 and entity rows without a time: the same rows with and without
     pruning."""
@@ -330,12 +351,18 @@ def test_ttl_pruning_changes_no_result(spark):
         ViewInput(spec(name="nanos", ttl=timedelta(days=2), created_timestamp_column=None), nanos),
         ViewInput(spec(name="negative", ttl=timedelta(hours=-1)), feats),  # sees nothing, pruned or not
     ]
-    pruned = point_in_time_join(ents, views, full_feature_names=True)
-    plain = point_in_time_join(ents, views, full_feature_names=True, prune_by_ttl=False)
-    def filtered(df: DataFrame) -> bool:  # the TTL filter's bitmap column is in the plan
-        return "__mlv_bits" in df._jdf.queryExecution().optimizedPlan().toString()
+    def joined(**options) -> DataFrame:
+        return point_in_time_join(ents, views, full_feature_names=True, **options)
 
-    assert filtered(pruned) and not filtered(plain)  # on by default
+    def filtered(**options) -> bool:  # the TTL filter's bitmap column is in the plan
+        spark.conf.set(pit_join.CARRY_CONF, "window")  # the scan's plan is inside its RDD
+        try:
+            return "__mlv_bits" in joined(**options)._jdf.queryExecution().optimizedPlan().toString()
+        finally:
+            spark.conf.set(pit_join.CARRY_CONF, carry)
+
+    assert filtered() and not filtered(prune_by_ttl=False)  # on by default
+    pruned, plain = joined(), joined(prune_by_ttl=False)
     assert pruned.filter(F.col("week__conv").isNotNull()).count() > 0
     assert_df_equality(pruned, plain, ignore_row_order=True)
 
