@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -251,29 +252,33 @@ def test_inputs_large_enough_shuffle_into_exactly_the_configured_partitions(spar
     ents.write.parquet(str(tmp_path / "e"))
     on_disk = [spark.read.parquet(str(tmp_path / "e")), spark.read.parquet(str(tmp_path / "f"))]
 
-    def pass_shuffle(entity_df, feature_df) -> tuple[DataFrame, str, bool]:
-        """The result, the pass's exchange, and whether adaptive execution merged its partitions."""
+    def pass_shuffle(entity_df, feature_df) -> tuple[DataFrame, str]:
+        """The result, and how its pass shuffled: "pinned N" (exactly N partitions, never
+        merged) or "merged by Spark" (a shuffle by columns that adaptive execution coalesced)."""
         out = point_in_time_join(entity_df, [ViewInput(spec(ttl=timedelta(hours=12)), feature_df)])
-        if carry == "jvm":  # the scan's partitions are the pass's shuffle partitions
-            count = out.rdd.getNumPartitions()
-            return out, f"REPARTITION_BY_NUM, {count})", count != 9
+        if carry == "jvm":  # the scan keeps its pass's shuffle partitions
+            return out, f"pinned {out.rdd.getNumPartitions()}"
         out.collect()  # the final adaptive plan
         final = out._jdf.queryExecution().executedPlan().toString().split("Initial Plan")[0]
         lines = [line.strip() for line in final.splitlines()]
         at = next(i for i, line in enumerate(lines) if "Exchange hashpartitioning(__mlv_k0" in line)
-        return out, lines[at], lines[at - 2] == "+- AQEShuffleRead coalesced"  # above its query stage
+        merged = lines[at - 2] == "+- AQEShuffleRead coalesced"  # above its query stage
+        pinned = re.search(r"hashpartitioning\(__mlv_k0#\w+, (\d+)\), REPARTITION_BY_NUM", lines[at])
+        if pinned and not merged:
+            return out, f"pinned {pinned.group(1)}"
+        return out, "merged by Spark" if merged and "REPARTITION_BY_COL" in lines[at] else lines[at]
 
-    unpinned_kind = "REPARTITION_BY_COL" if carry == "window" else ", 2)"  # local[2]
+    unpinned = "merged by Spark" if carry == "window" else "pinned 2"  # the scan: local[2]'s parallelism
     try:
         spark.conf.set("spark.sql.shuffle.partitions", "9")
-        unpinned, exchange, merged = pass_shuffle(*on_disk)
-        assert unpinned_kind in exchange and merged, exchange
+        small, shuffled = pass_shuffle(*on_disk)
+        assert shuffled == unpinned
         monkeypatch.setattr(pit_join, "_PIN_BYTES_PER_PARTITION", 1)
-        pinned, exchange, merged = pass_shuffle(*on_disk)
-        assert "REPARTITION_BY_NUM" in exchange and ", 9)" in exchange and not merged, exchange
-        assert_df_equality(pinned, unpinned, ignore_row_order=True)
-        _, exchange, merged = pass_shuffle(ents, feats)
-        assert unpinned_kind in exchange and merged, exchange
+        large, shuffled = pass_shuffle(*on_disk)
+        assert shuffled == "pinned 9"
+        assert_df_equality(large, small, ignore_row_order=True)
+        _, shuffled = pass_shuffle(ents, feats)  # no size estimate
+        assert shuffled == unpinned
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", "4")
 
