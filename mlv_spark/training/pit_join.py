@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import reduce
 from typing import Sequence
@@ -211,6 +211,7 @@ def point_in_time_join(
     partitions = _pinned_partitions([entity_df, *[view.df for view in views]])
     if scan is not None and partitions is None:  # the scan's input is planned without AQE
         partitions = _scan_partitions(entity_df.sparkSession)
+        scan = replace(scan, small_partitions=partitions)
 
     # Positional internal names: no quoting, and no regex reading of quoted names when
     # spark.sql.parser.quotedRegexColumnNames is on (Feast's Spark store sets it).
@@ -524,7 +525,9 @@ def _join_group(
                 entity_keys = [
                     _cast(entity_fields[c], entity_df.schema[c].dataType, t) for c, t in zip(entity_columns, key_types)
                 ]
-                ttl_filters[spec.ttl] = _TtlFilter.build(entity_df, entity_ts, entity_keys, spec.ttl)
+                ttl_filters[spec.ttl] = _TtlFilter.build(
+                    entity_df, entity_ts, entity_keys, spec.ttl, scan.small_partitions if scan is not None else None
+                )
             rows = ttl_filters[spec.ttl].apply(
                 rows, [_cast(columns[k], schema[k].dataType, t) for k, t in zip(keys, key_types)], time
             )
@@ -626,6 +629,9 @@ class _Scan:
 
     java: JavaClass
     strict: bool
+    #: The passes' partition count when the inputs are too small to pin (``_scan_partitions``),
+    #: also used for the TTL filter's aggregation in the scan's plan; ``None`` when pinned.
+    small_partitions: int | None = None
 
     def carry(self, structured: DataFrame, keys: int, passthrough: list[str], latest: list[str]) -> DataFrame | None:
         """Entity rows of ``structured`` (``keys`` partition columns, then ``passthrough``, then
@@ -766,9 +772,13 @@ class _TtlFilter:
         return f"(({word}) & {_TtlFilter.FOLD - 1}) * {_TtlFilter.SLOTS} + {slot}"
 
     @staticmethod
-    def build(entity_df: DataFrame, entity_ts: str, keys: list[str], ttl: timedelta) -> "_TtlFilter":
+    def build(
+        entity_df: DataFrame, entity_ts: str, keys: list[str], ttl: timedelta, partitions: int | None = None
+    ) -> "_TtlFilter":
         """From the entity rows: ``keys`` are SQL text over ``_entity_fields`` names, in the
-        pass's common key types (as the feature side hashes them)."""
+        pass's common key types (as the feature side hashes them). ``partitions``: the masks'
+        aggregation runs in that many (for a plan without adaptive execution, which would
+        otherwise use spark.sql.shuffle.partitions, unmerged); ``None`` leaves it to Spark."""
         ttl_micros = ttl // timedelta(microseconds=1)
         bucket = max(1, ttl_micros // 4)
         fields = _entity_fields(entity_df.columns)
@@ -795,6 +805,8 @@ class _TtlFilter:
                 "ELSE shiftleft(shiftleft(CAST(1 AS BIGINT), __mlv_hi - __mlv_lo + 1) - 1, __mlv_lo) END AS __mlv_m",
             )
         )
+        if partitions is not None:
+            masks = masks.repartition(partitions, "__mlv_pk")
         table = masks.groupBy("__mlv_pk").agg(F.expr("bit_or(__mlv_m) AS __mlv_bits"))
         return _TtlFilter(table=F.broadcast(table), bucket=bucket)
 

@@ -4,6 +4,7 @@ what only the scan has: laziness, the choice of carry-forward, and a randomized 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from pyspark.sql import functions as F
 
 from mlv_spark.errors import ConfigError
 from mlv_spark.training import pit_join
-from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, point_in_time_join
+from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, _TtlFilter, point_in_time_join
 
 
 @pytest.fixture()
@@ -115,3 +116,15 @@ def test_an_unknown_carry_setting_is_a_clear_error(spark, carry):
     carry("fast")
     with pytest.raises(ConfigError, match=r"spark.mlv.pit.carry is 'fast'; use auto, jvm or window"):
         point_in_time_join(ents, views, full_feature_names=True)
+
+
+def test_the_ttl_filter_aggregates_in_the_scans_partitions(spark):
+    """The scan's plan has no adaptive execution to merge the TTL filter's shuffle: with small
+    inputs its aggregation runs in the passes' partition count, not spark.sql.shuffle.partitions."""
+    ents, _ = _inputs(spark)
+    table = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1), partitions=3).table
+    plan = table._jdf.queryExecution().executedPlan().toString().split("Initial Plan")[-1]
+    assert plan.count("Exchange") == 1, plan
+    assert re.search(r"Exchange hashpartitioning\(__mlv_pk#\w+, 3\), REPARTITION_BY_NUM", plan), plan
+    default = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1)).table
+    assert_df_equality(table, default, ignore_row_order=True)
