@@ -699,10 +699,17 @@ def _scan_partitions(spark: SparkSession) -> int:
     estimate): the scan's input is planned without adaptive execution, which would otherwise
     merge them, so take at most the default parallelism."""
     parallelism = spark.sparkContext.defaultParallelism
+    configured = _configured_partitions(spark)
+    return parallelism if configured is None else max(1, min(configured, parallelism))
+
+
+def _configured_partitions(spark: SparkSession) -> int | None:
+    """``spark.sql.shuffle.partitions``, or ``None`` when it is not a number ("auto" on
+    Databricks: the platform chooses)."""
     try:
-        return max(1, min(int(spark.conf.get("spark.sql.shuffle.partitions") or ""), parallelism))
-    except ValueError:  # "auto"
-        return parallelism
+        return int(spark.conf.get("spark.sql.shuffle.partitions") or "")
+    except ValueError:
+        return None
 
 
 def _pinned_partitions(inputs: list[DataFrame]) -> int | None:
@@ -711,9 +718,8 @@ def _pinned_partitions(inputs: list[DataFrame]) -> int | None:
     parallelism, often into a few uneven tasks (8 into 3 on 2 cores) that leave cores idle
     during the sort and window; a pinned count is never merged, so it is kept for inputs
     whose partitions would not be tiny, and small inputs still get few tasks and files."""
-    try:
-        partitions = int(inputs[0].sparkSession.conf.get("spark.sql.shuffle.partitions") or "")
-    except ValueError:  # "auto" (Databricks): the platform chooses
+    partitions = _configured_partitions(inputs[0].sparkSession)
+    if partitions is None:
         return None
     try:
         unknown = inputs[0]._jdf.sparkSession().sessionState().conf().defaultSizeInBytes()  # "no estimate"

@@ -118,6 +118,29 @@ def test_an_unknown_carry_setting_is_a_clear_error(spark, carry):
         point_in_time_join(ents, views, full_feature_names=True)
 
 
+def test_small_inputs_give_the_ttl_filter_the_scans_partition_count(spark, carry, monkeypatch):
+    """The join hands the scan's partition count to the TTL filter when the inputs are too
+    small to pin (local[2]: 2), and leaves the filter's count to Spark with the window."""
+    ents, views = _inputs(spark)
+    counts: list[int | None] = []
+    build = _TtlFilter.build
+
+    def recording(*args, **kwargs):
+        counts.append(kwargs.get("partitions", args[4] if len(args) > 4 else None))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(_TtlFilter, "build", staticmethod(recording))
+    spark.conf.set("spark.sql.shuffle.partitions", "9")
+    try:
+        for mode, expected in (("jvm", 2), ("window", None)):
+            carry(mode)
+            counts.clear()
+            point_in_time_join(ents, views, full_feature_names=True)
+            assert counts and set(counts) == {expected}, (mode, counts)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", "4")
+
+
 def test_the_ttl_filter_aggregates_in_the_scans_partitions(spark):
     """The scan's plan has no adaptive execution to merge the TTL filter's shuffle: with small
     inputs its aggregation runs in the passes' partition count, not spark.sql.shuffle.partitions."""
