@@ -6,12 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CATALOG_JAR := .cache/jars/mlv-lakefs-iceberg-0.1.0.jar
 CATALOG_SRC := $(shell find java/lakefs-iceberg-catalog/src java/lakefs-iceberg-catalog/pom.xml -type f 2>/dev/null)
-PIT_JAR := .cache/jars/mlv-spark-pit-0.1.0.jar
-PIT_SRC := $(shell find java/mlv-spark-pit/src -name '*.java' 2>/dev/null)
+SCANS_JAR := .cache/jars/mlv-spark-scans-0.1.0.jar
+SCANS_SRC := $(shell find java/mlv-spark-scans/src -name '*.java' 2>/dev/null)
 ICEBERG_VERSION = $(shell $(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["iceberg-version"])')
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap venv jars lakefs catalog-jar pit-jar services-up services-down services-status \
+.PHONY: help bootstrap venv jars lakefs catalog-jar scans-jar services-up services-down services-status \
         test unit integration demo bench-splits bench-pit lock clean distclean
 
 help:
@@ -22,7 +22,7 @@ help:
 	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
 	@echo "make bench-splits    split benchmark;  make bench-pit  point-in-time join benchmark"
 
-bootstrap: venv jars lakefs catalog-jar pit-jar
+bootstrap: venv jars lakefs catalog-jar scans-jar
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -49,14 +49,14 @@ $(CATALOG_JAR): $(CATALOG_SRC) | venv
 
 # The point-in-time join's JVM scan: compiled with javac against the venv's own Spark jars
 # (the pinned PySpark), so it needs no download and always matches the Spark it runs in.
-pit-jar: $(PIT_JAR)
-$(PIT_JAR): $(PIT_SRC) constraints.txt | venv
-	@command -v javac >/dev/null || { echo "error: a JDK (javac) is required to build java/mlv-spark-pit" >&2; exit 1; }
-	@echo "pit-jar: compiling java/mlv-spark-pit against PySpark's jars"
-	@rm -rf build/pit-classes && mkdir -p build/pit-classes .cache/jars
-	@javac -Xlint:all,-path -Werror --release 17 -d build/pit-classes \
-		-cp "$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')/*" $(PIT_SRC)
-	@jar cf $@ -C build/pit-classes .
+scans-jar: $(SCANS_JAR)
+$(SCANS_JAR): $(SCANS_SRC) constraints.txt | venv
+	@command -v javac >/dev/null || { echo "error: a JDK (javac) is required to build java/mlv-spark-scans" >&2; exit 1; }
+	@echo "scans-jar: compiling java/mlv-spark-scans against PySpark's jars"
+	@rm -rf build/scans-classes && mkdir -p build/scans-classes .cache/jars
+	@javac -Xlint:all,-path -Werror --release 17 -d build/scans-classes \
+		-cp "$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')/*" $(SCANS_SRC)
+	@jar cf $@ -C build/scans-classes .
 
 services-up: bootstrap
 	@$(PY) -m mlv_spark.services up
@@ -67,7 +67,7 @@ services-down:
 services-status: venv
 	@$(PY) -m mlv_spark.services status
 
-unit: venv pit-jar
+unit: venv scans-jar
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 integration: bootstrap

@@ -45,10 +45,10 @@ with zipfile.ZipFile("build/mlv_spark.zip", "w", zipfile.ZIP_DEFLATED) as z:
             z.write(p)')
   packages="$(cd "$root" && "$py" -m mlv_spark.jvm packages)"
   catalog_jar="$root/.cache/jars/mlv-lakefs-iceberg-0.1.0.jar"
-  pit_jar="$root/.cache/jars/mlv-spark-pit-0.1.0.jar"
+  scans_jar="$root/.cache/jars/mlv-spark-scans-0.1.0.jar"
   [ -f "$catalog_jar" ] || { echo "error: $catalog_jar missing: run 'make catalog-jar'" >&2; exit 1; }
-  [ -f "$pit_jar" ] || { echo "error: $pit_jar missing: run 'make pit-jar'" >&2; exit 1; }
-  opts+=(--packages "$packages" --jars "$catalog_jar,$pit_jar" --py-files "$root/build/mlv_spark.zip"
+  [ -f "$scans_jar" ] || { echo "error: $scans_jar missing: run 'make scans-jar'" >&2; exit 1; }
+  opts+=(--packages "$packages" --jars "$catalog_jar,$scans_jar" --py-files "$root/build/mlv_spark.zip"
          --files "$root/conf/$profile.toml,$root/pyproject.toml")
 fi
 cd "$root"

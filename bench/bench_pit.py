@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlv_spark.config import load_settings  # noqa: E402
-from mlv_spark.jvm import PIT_JAR  # noqa: E402
+from mlv_spark.jvm import SCANS_JAR  # noqa: E402
 from mlv_spark.training import get_historical_features  # noqa: E402
 from mlv_spark.training.pit_join import CARRY_CONF  # noqa: E402
 
@@ -101,11 +101,11 @@ REFERENCE = Shape(entity_rows=200_000, feature_rows=2_000_000, keys=20_000)
 
 def session(partitions: int, memory: str, carry: str = "jvm") -> SparkSession:
     """The shared session; ``carry``: our join's carry-forward (the JVM scan needs the
-    mlv-spark-pit jar from `make pit-jar`)."""
+    mlv-spark-scans jar from `make scans-jar`)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    pit_jar = load_settings("local").jar_dir / PIT_JAR
-    if carry == "jvm" and not pit_jar.is_file():
-        sys.exit(f"error: {pit_jar} is missing: run `make pit-jar` (or pass --carry window)")
+    scans_jar = load_settings("local").jar_dir / SCANS_JAR
+    if carry == "jvm" and not scans_jar.is_file():
+        sys.exit(f"error: {scans_jar} is missing: run `make scans-jar` (or pass --carry window)")
     spark = (
         SparkSession.builder.master("local[2]")
         .appName("bench-pit")
@@ -114,7 +114,7 @@ def session(partitions: int, memory: str, carry: str = "jvm") -> SparkSession:
         .config("spark.driver.memory", memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraClassPath", str(pit_jar))
+        .config("spark.driver.extraClassPath", str(scans_jar))
         .config(CARRY_CONF, carry)
         .getOrCreate()
     )

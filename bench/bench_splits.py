@@ -2,7 +2,9 @@
 
 One run, one Spark session (local[2], driver memory 8g): synthetic entities are written to
 parquet in a temporary directory (one 95 % stratum, hundreds of rare strata, households of 4),
-then each method reads that parquet and is fully evaluated with `write.format("noop")`.
+then each method reads that parquet and is fully evaluated with `write.format("noop")`. The exact
+method's histogram is aggregated by the JVM sketch of the scans jar (`make scans-jar`), and once
+more by Spark's hash aggregation as a control (`spark.mlv.splits.histogram=spark`).
 Reported per method: median wall time, ratio to the baseline measured in the same run, worst
 per-stratum deviation from a largest-remainder count, entities moved after a 10 % append, and
 group (household) leaks. Not part of the test suite.
@@ -30,7 +32,10 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from mlv_spark.config import load_settings
+from mlv_spark.jvm import SCANS_JAR
 from mlv_spark.split_apportion import hash_thresholds
+from mlv_spark.split_exact import HISTOGRAM_CONF
 from mlv_spark.splits import assign_splits
 
 RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -91,9 +96,15 @@ def baseline(df: DataFrame) -> DataFrame:
     return df.select("entity_id", "stratum", "household_id", split.alias("split"))
 
 
-def ours(**options) -> Callable[[DataFrame], DataFrame]:
+def ours(histogram: str = "jvm", **options) -> Callable[[DataFrame], DataFrame]:
+    """assign_splits with these options; `histogram`: how its histogram pass aggregates."""
+
     def run(df: DataFrame, previous: DataFrame | None = None) -> DataFrame:
-        return assign_splits(df, entity_key="entity_id", ratios=RATIOS, seed=SEED, stratify_by="stratum", previous=previous, **options)
+        df.sparkSession.conf.set(HISTOGRAM_CONF, histogram)
+        try:
+            return assign_splits(df, entity_key="entity_id", ratios=RATIOS, seed=SEED, stratify_by="stratum", previous=previous, **options)
+        finally:
+            df.sparkSession.conf.set(HISTOGRAM_CONF, "jvm")
 
     return run
 
@@ -197,6 +208,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workdir", default=None, help="where the parquet goes (default: a temp dir, removed)")
     args = parser.parse_args(argv)
 
+    scans_jar = load_settings("local").jar_dir / SCANS_JAR
+    if not scans_jar.is_file():
+        sys.exit(f"error: {scans_jar} is missing: run `make scans-jar`")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_splits_"))
     spark = (
         SparkSession.builder.master("local[2]")
@@ -208,6 +222,8 @@ def main(argv: list[str]) -> int:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.local.dir", str(workdir / "spark-local"))
+        .config("spark.driver.extraClassPath", str(scans_jar))
+        .config(HISTOGRAM_CONF, "jvm")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -246,6 +262,7 @@ def _bench(spark: SparkSession, args: argparse.Namespace, workdir: Path) -> int:
 
     ours_exact = {
         "ours, exact": ours(one_row_per_entity=True),
+        "ours, exact, histogram by Spark's aggregation (control)": ours("spark", one_row_per_entity=True),
         "ours, exact, per_row (rows reduced for the histogram only)": ours(per_row=True),
         "ours, exact, default (rows reduced to entities in the histogram pass)": ours(),
         "ours, exact, group_by household": ours(one_row_per_entity=True, group_by="household_id"),
@@ -274,6 +291,7 @@ def _bench(spark: SparkSession, args: argparse.Namespace, workdir: Path) -> int:
         "baseline: hash threshold (1 scan)": (baseline, False),
         "ours, hash": (ours(method="hash", one_row_per_entity=True), False),
         "ours, exact": (ours(one_row_per_entity=True), True),
+        "ours, exact, histogram by Spark's aggregation (control)": (ours("spark", one_row_per_entity=True), True),
         "ours, exact, per_row (rows reduced for the histogram only)": (ours(per_row=True), True),
         "ours, exact, default (rows reduced to entities in the histogram pass)": (ours(), True),
         "ours, exact, group_by household": (ours(one_row_per_entity=True, group_by="household_id"), True),

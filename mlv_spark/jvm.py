@@ -7,12 +7,19 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
+from py4j.java_gateway import JavaClass
+from pyspark.sql import SparkSession
+
 from mlv_spark.config import PACKAGE_ROOT, Settings
 from mlv_spark.errors import ConfigError, ServiceUnavailableError
+from mlv_spark.log import get_logger
+
+log = get_logger("mlv_spark.jvm")
 
 CATALOG_JAR = "mlv-lakefs-iceberg-0.1.0.jar"
-#: The point-in-time join's JVM scan (java/mlv-spark-pit, `make pit-jar`).
-PIT_JAR = "mlv-spark-pit-0.1.0.jar"
+#: mlv-spark's own JVM scans (java/mlv-spark-scans, `make scans-jar`): the point-in-time join's
+#: carry-forward and the exact splits' histogram.
+SCANS_JAR = "mlv-spark-scans-0.1.0.jar"
 _PACKAGE_KEYS = {"iceberg": "iceberg-spark-runtime", "delta": "delta-spark", "hadoop-aws": "hadoop-aws"}
 
 
@@ -41,7 +48,7 @@ def jar_file_name(coordinate: str) -> str:
 def local_jars(settings: Settings) -> list[Path]:
     """Every jar a local session needs, from the bootstrap cache; a clear error when one is missing."""
     directory = settings.jar_dir
-    names = [jar_file_name(c) for c in pins()["jvm"]["jars"]] + [CATALOG_JAR, PIT_JAR]
+    names = [jar_file_name(c) for c in pins()["jvm"]["jars"]] + [CATALOG_JAR, SCANS_JAR]
     jars = [directory / name for name in names]
     missing = [j.name for j in jars if not j.is_file()]
     if missing:
@@ -49,6 +56,33 @@ def local_jars(settings: Settings) -> list[Path]:
             f"jars missing from {directory}: {', '.join(missing)}; run `make bootstrap` to fetch and build them"
         )
     return jars
+
+
+def scan_class(spark: SparkSession, setting: str, class_name: str, fallback: str) -> tuple[JavaClass, bool] | None:
+    """The JVM class `class_name` of the scans jar as the session setting `setting` chooses,
+    with whether its failure is an error (`jvm`) rather than a reason to use the `fallback`
+    (`auto`); None for the fallback. `auto` (the default) takes the class when it is on the
+    class path; `jvm` requires it; the value `fallback` never takes it."""
+    mode = (spark.conf.get(setting, "auto") or "auto").strip().lower()
+    if mode not in ("auto", "jvm", fallback):
+        raise ConfigError(f"{setting} is {mode!r}; use auto, jvm or {fallback}")
+    if mode == fallback:
+        return None
+    try:
+        java = spark._jvm
+        for part in class_name.split("."):
+            java = getattr(java, part)
+    except AttributeError:  # no JVM (Spark Connect)
+        java = None
+    if isinstance(java, JavaClass):
+        return java, mode == "jvm"
+    if mode == "jvm":
+        raise ConfigError(
+            f"{setting}=jvm but {class_name} is not on the class path (no JVM, or the "
+            f"{SCANS_JAR} jar is missing): build it with `make scans-jar` and add it to the session"
+        )
+    log.info("%s is not on the class path; using the %s (%s)", class_name, fallback, setting)
+    return None
 
 
 def main(argv: list[str]) -> int:

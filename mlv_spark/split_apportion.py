@@ -93,13 +93,16 @@ def largest_remainder(total: int, weights: Sequence[Fraction | int], tie_ranks: 
     remainders, ties broken by the smaller `tie_ranks` value. Parts always sum to `total` and each
     is within 1 of its exact quota.
     """
-    weight_sum = sum(weights, Fraction(0))
-    if total == 0 or weight_sum == 0:
+    # integers over a common denominator: quota_i = total * parts_i / whole, exactly
+    denominator = math.lcm(*(Fraction(w).denominator for w in weights))
+    parts = [int(Fraction(w) * denominator) for w in weights]
+    whole = sum(parts)
+    if total == 0 or whole == 0:
         return [0] * len(weights)
-    quotas = [Fraction(total) * Fraction(w) / weight_sum for w in weights]
-    seats = [q.numerator // q.denominator for q in quotas]
+    seats = [total * part // whole for part in parts]
+    remainders = [total * part % whole for part in parts]  # fractional remainders, times `whole`
     leftover = total - sum(seats)
-    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - seats[i]), tie_ranks[i]))
+    order = sorted(range(len(weights)), key=lambda i: (-remainders[i], tie_ranks[i]))
     for i in order[:leftover]:
         seats[i] += 1
     return seats

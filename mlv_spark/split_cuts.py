@@ -100,6 +100,32 @@ def build_histograms(table: dict[str, np.ndarray]) -> dict[int, StratumHistogram
     return histograms
 
 
+def merge_partial_histograms(table: dict[str, np.ndarray], *, sums: list[str], maxes: list[str]) -> dict[str, np.ndarray]:
+    """One row per (period, sid, rotation, bucket) from partial aggregates of them (the JVM
+    sketch emits one per partition, or more): counts and `sums` added, min, max and `maxes`
+    maxed, xors xored. Rows come out sorted by sid, rotation, bucket."""
+    keys = ("period", "sid", "rotation", "bucket")
+    varying = [k for k in keys if len(table[k]) and (table[k] != table[k][0]).any()]  # period rarely does
+    order = np.lexsort(tuple(table[k] for k in reversed(varying))) if varying else np.arange(len(table["n"]))
+    rows = {name: column[order] for name, column in table.items()}
+    if not len(order):
+        return rows
+    changed = np.zeros(len(order), dtype=bool)
+    changed[0] = True
+    for k in keys:
+        changed[1:] |= rows[k][1:] != rows[k][:-1]
+    starts = np.flatnonzero(changed)
+    merged = {k: rows[k][starts] for k in keys}
+    for name in ["n", *sums]:
+        merged[name] = np.add.reduceat(rows[name], starts)
+    merged["hmin"] = np.minimum.reduceat(rows["hmin"], starts)
+    merged["hmax"] = np.maximum.reduceat(rows["hmax"], starts)
+    merged["hxor"] = np.bitwise_xor.reduceat(rows["hxor"], starts)
+    for name in maxes:
+        merged[name] = np.maximum.reduceat(rows[name], starts)
+    return merged
+
+
 def _unsigned(value: np.integer) -> int:
     return int(value) + 2**63
 
@@ -156,8 +182,10 @@ def _next_first(hist: StratumHistogram, position: int) -> Cut:
 def cut_from_ranked(hist: StratumHistogram, unresolved: Unresolved, atoms: list[tuple[int, tuple, int]]) -> Cut:
     """Settle an unresolved cut from its bucket's atoms as (hash, tie, weight), in Spark's order."""
     position = hist.start(unresolved.position)
+    before = None  # the previous atom's hash: the tie matters only when it is the same
     for atom_hash, tie, weight in atoms:
         if 2 * position + weight >= 2 * unresolved.quota:
-            return Cut(atom_hash, tie)
+            return Cut(atom_hash, tie if atom_hash == before else None)
         position += weight
+        before = atom_hash
     return _next_first(hist, unresolved.position)

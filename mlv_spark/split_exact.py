@@ -3,6 +3,7 @@
 1. Histogram pass (eager; one scan, plus the shuffle that reduces rows to entities unless the
    caller promises one row per entity): per stratum and hash bucket, the atoms' count and the
    min, max and xor of their salted hashes, plus every data check, collected to the driver.
+   The aggregation is the JVM sketch of the scans jar (`HISTOGRAM_CONF`), or Spark's.
 2. On the driver (split_apportion, split_cuts): largest-remainder targets, quotas for new
    atoms, the arcs of the stratum's seeded circle, and the atom where each arc starts.
 3. Boundary pass, only when a cut falls inside a bucket of 4+ atoms: those buckets' atoms are
@@ -20,12 +21,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
+from py4j.java_gateway import JavaClass
+from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mlv_spark.errors import InvalidInputError, MlvError
+from mlv_spark.jvm import scan_class
 from mlv_spark.log import get_logger
 from mlv_spark.split_apportion import largest_remainder, new_entity_quotas, tie_rank
 from mlv_spark.split_cuts import (
@@ -36,6 +41,7 @@ from mlv_spark.split_cuts import (
     circle_cuts,
     cut_from_ranked,
     find_cut,
+    merge_partial_histograms,
 )
 from mlv_spark.split_spec import (
     PREFIX,
@@ -69,6 +75,14 @@ FINE_BITS = 16
 #: Histogram bucket of the atoms failing a data check (below every real key: those are
 #: > -2**62 for atoms kept from `previous`, and >= 0 otherwise).
 _FAILED_BUCKET = -(2**62)
+#: Session setting: how the histogram pass aggregates. `auto` (default): the JVM sketch
+#: (`io.mlvspark.splits.HistogramSketch`, in the scans jar) when it is on the class path, else
+#: Spark's hash aggregation; `jvm`: the sketch, or an error; `spark`: Spark's aggregation.
+HISTOGRAM_CONF = "spark.mlv.splits.histogram"
+_SKETCH_CLASS = "io.mlvspark.splits.HistogramSketch"
+#: Aggregates the sketch holds in a partition's lists, and again in its arrays, before it emits
+#: them: bounds its memory to about 2 * 2**19 * 8 longs (64 MB).
+_SKETCH_FLUSH_ROWS = 1 << 19
 
 
 class StratumIdCollisionError(MlvError):
@@ -88,8 +102,8 @@ def assign_exactly(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None)
         sum(len(c) for _, c in plans.values()) - len(unresolved), len(unresolved),
         len({(sid, u.position) for sid, _, u in unresolved}), time.perf_counter() - started,
     )
-    cut_table = F.broadcast(_cut_table(spark, spec, plans))
-    return _final_pass(spec, rows, previous, cut_table, found)
+    cut_table, ties = _cut_table(spark, spec, plans)
+    return _final_pass(spec, rows, previous, F.broadcast(cut_table), found, ties)
 
 
 # ---- frames: rows -> units (entity, period) -> atoms (unit, or group of units) --------------
@@ -288,7 +302,8 @@ def _histogram_pass(
     """Per stratum and hash bucket: weight, count, min, max and xor of the hashes. Every data
     check runs in the same aggregation: an atom failing one lands in a sentinel bucket, and any
     such bucket is diagnosed and raised here, before any further work. The same aggregation
-    finds the largest number of rows in a unit and of strata in a group (`_Found`)."""
+    finds the largest number of rows in a unit and of strata in a group (`_Found`). It is the
+    JVM sketch (`_sketch`) or Spark's hash aggregation, as `HISTOGRAM_CONF` chooses: same rows."""
     units = _units(spec, rows, previous, with_values=False)
     atoms = _with_bucket_key(spec, _atoms(spec, units), _n("h"), _n("bucket"))
     checks = _checks(spec)
@@ -304,7 +319,10 @@ def _histogram_pass(
         *([f"max({_n('strata')}) AS strata"] if spec.groups else []),
     ]  # fmt: skip
     started = time.perf_counter()
-    arrow = atoms.groupBy(*[F.expr(k) for k in keys]).agg(*[F.expr(a) for a in aggregates]).toArrow()
+    sketch = scan_class(rows.sparkSession, HISTOGRAM_CONF, _SKETCH_CLASS, "spark")
+    arrow = None if sketch is None else _sketch(spec, *sketch, atoms, bucket)
+    if arrow is None:
+        arrow = atoms.groupBy(*[F.expr(k) for k in keys]).agg(*[F.expr(a) for a in aggregates]).toArrow()
     collected = time.perf_counter() - started
     if checks and pc.any(pc.equal(arrow.column("bucket"), _FAILED_BUCKET)).as_py():
         raise InvalidInputError(_diagnose(spec, units, checks))
@@ -328,6 +346,30 @@ def _histogram_pass(
         collected, time.perf_counter() - started - collected,
     )
     return histograms, found
+
+
+def _sketch(spec: SplitSpec, java: JavaClass, strict: bool, atoms: DataFrame, bucket: str) -> pa.Table | None:
+    """The histogram by the JVM sketch: per partition, partial aggregates of the same groups,
+    merged here. None when the sketch cannot be built and `strict` is off (use Spark's)."""
+    sums = ["w"] if spec.groups else []
+    maxes = ([] if spec.one_row_per_entity else ["rows"]) + (["strata"] if spec.groups else [])
+    frame = atoms.selectExpr(
+        f"CAST({_n('period') if spec.out_of_time else 0} AS BIGINT)", _n("sid"), _n("chk"), f"CAST({bucket} AS BIGINT)",
+        _n("h"), *[f"CAST({_n(c)} AS BIGINT) AS {c}" for c in [*sums, *maxes]],
+    )
+    try:
+        partial = java.apply(frame._jdf, spec.bits, FINE_BITS, len(sums), len(maxes), _SKETCH_FLUSH_ROWS)
+    except Py4JError as error:  # e.g. a Spark whose internals differ from the pinned one
+        if strict:
+            raise
+        log.warning("assign_splits: the JVM histogram sketch failed (%s); aggregating with Spark", str(error).splitlines()[0])
+        return None
+    arrow = DataFrame(partial, atoms.sparkSession).toArrow()
+    table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
+    merged = merge_partial_histograms(table, sums=sums, maxes=maxes)
+    if not spec.out_of_time:
+        del merged["period"]
+    return pa.table(merged)
 
 
 def _check_stratum_ids(table: dict) -> None:
@@ -458,22 +500,27 @@ def _cut_count(spec: SplitSpec) -> int:
     return max(len(p.names) for p in spec.periods)
 
 
-def _cut_table(spark, spec: SplitSpec, plans: dict[int, tuple[list[str], list]]) -> DataFrame:
-    """One small row per stratum: each cut atom's (hash, tie) and the split owning each segment
-    (`o0` before the first cut, `o1` after it, ...); a missing cut is +infinity."""
+def _cut_table(spark, spec: SplitSpec, plans: dict[int, tuple[list[str], list]]) -> tuple[DataFrame, bool]:
+    """One small row per stratum: each cut atom's hash (and tie, only when some cut needs one)
+    and the global index of the split owning each segment (`o0` before the first cut, `o1`
+    after it, ...); a missing cut is +infinity. Returns the table and whether it has ties."""
     count = _cut_count(spec)
+    ties = any(isinstance(cut, Cut) and cut.tie is not None for _, cuts in plans.values() for cut in cuts)
     fields = [T.StructField(_n("sid"), T.LongType(), False)]
-    fields += [T.StructField(_n(f"o{j}"), T.StringType()) for j in range(count + 1)]
+    fields += [T.StructField(_n(f"o{j}"), T.IntegerType(), False) for j in range(count + 1)]
     for j in range(count):
-        fields += [T.StructField(_n(f"ch{j}"), T.LongType()), T.StructField(_n(f"ct{j}"), tie_type(spec))]
+        fields.append(T.StructField(_n(f"ch{j}"), T.LongType()))
+        if ties:
+            fields.append(T.StructField(_n(f"ct{j}"), tie_type(spec)))
     records = []
     for sid, (owners, stratum_cuts) in plans.items():
-        record: list = [sid, *owners, *owners[-1:] * (count + 1 - len(owners))]
+        indexes = [spec.names.index(owner) for owner in owners]
+        record: list = [sid, *indexes, *indexes[-1:] * (count + 1 - len(indexes))]
         for cut in list(stratum_cuts) + [Cut(None)] * (count - len(stratum_cuts)):
             assert isinstance(cut, Cut)
-            record += [cut.hash, cut.tie]
+            record += [cut.hash, cut.tie] if ties else [cut.hash]
         records.append(tuple(record))
-    return _local_frame(spark, records, T.StructType(fields))
+    return _local_frame(spark, records, T.StructType(fields)), ties
 
 
 def _local_frame(spark, records: list[tuple], schema: T.StructType) -> DataFrame:
@@ -500,29 +547,34 @@ def _jsonable(value: object, dtype: T.DataType) -> object:
     return value
 
 
-def _split_from_cuts(spec: SplitSpec, tie: str, h: str = _n("h")) -> str:
+def _split_from_cuts(spec: SplitSpec, tie: str | None, h: str = _n("h")) -> str:
     """Split of an atom (hash `h`) joined to its stratum's cut row: the owner of the segment it
-    falls in. `tie` is only evaluated for an atom whose hash equals a cut's (Spark's AND
-    short-circuits)."""
+    falls in, or its split kept from `previous`. `tie` (None when no cut has one) is only
+    evaluated for an atom whose hash equals a cut's (Spark's AND short-circuits)."""
     prev = _n("prev")
-    kept = f"element_at(array({', '.join(string_sql(n) for n in spec.names)}), {prev} + 1)"
-    cases = [f"WHEN {prev} IS NOT NULL THEN {kept}"]
+    cases = [f"WHEN {prev} IS NOT NULL THEN {prev}"]
     for j in range(_cut_count(spec)):
         ch, ct = _n(f"ch{j}"), _n(f"ct{j}")
-        before = f"{ch} IS NULL OR {h} < {ch} OR ({h} = {ch} AND {ct} IS NOT NULL AND {tie} < {ct})"
+        before = f"{ch} IS NULL OR {h} < {ch}"
+        if tie is not None:
+            before += f" OR ({h} = {ch} AND {ct} IS NOT NULL AND {tie} < {ct})"
         cases.append(f"WHEN {before} THEN {_n(f'o{j}')}")
-    return f"CASE {' '.join(cases)} ELSE {_n(f'o{_cut_count(spec)}')} END"
+    index = f"CASE {' '.join(cases)} ELSE {_n(f'o{_cut_count(spec)}')} END"
+    return f"element_at(array({', '.join(string_sql(n) for n in spec.names)}), {index} + 1)"
 
 
 # ---- final pass -----------------------------------------------------------------------------
 
 
-def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cut_table: DataFrame, found: _Found) -> DataFrame:
+def _final_pass(
+    spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cut_table: DataFrame, found: _Found, ties: bool
+) -> DataFrame:
     """Lazy: each atom compared with its stratum's cut atoms; no window, no sort. Rows are
     reduced to units only when the histogram pass found a unit of several rows, and units to
     groups only when it found a group spanning strata or `previous` is given (a group's new
     entities follow its kept ones)."""
-    split = F.expr(_split_from_cuts(spec, _n("tie") if spec.groups else entity_tie(spec))).alias(SPLIT_COLUMN)
+    tie = (_n("tie") if spec.groups else entity_tie(spec)) if ties else None
+    split = F.expr(_split_from_cuts(spec, tie)).alias(SPLIT_COLUMN)
     simple_rows = spec.per_row and not spec.groups and previous is None and not spec.exclude_train_entities
     if simple_rows:
         # every row of an entity carries the entity's stratum (validated), so rows map directly
@@ -533,7 +585,7 @@ def _final_pass(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None, cu
     units = _units(spec, rows, previous, with_values=True, rows_are_units=found.rows_are_units)
     if spec.groups and found.groups_in_one_stratum and previous is None:
         # each unit has its group's stratum, hash (gh) and tie (gid): what the group's atom has
-        as_group = _split_from_cuts(spec, _GROUP_TIE, h=_n("gh"))
+        as_group = _split_from_cuts(spec, _GROUP_TIE if ties else None, h=_n("gh"))
         assigned = units.join(cut_table, on=_n("sid")).select("*", F.expr(as_group).alias(SPLIT_COLUMN))
     elif spec.groups:
         atoms = _atoms(spec, units).join(cut_table, on=_n("sid"))

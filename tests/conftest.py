@@ -20,7 +20,7 @@ import pytest
 
 from mlv_spark.config import Settings, load_settings
 from mlv_spark.errors import ServiceUnavailableError
-from mlv_spark.jvm import PIT_JAR
+from mlv_spark.jvm import SCANS_JAR
 from mlv_spark.services import LocalServices, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +62,10 @@ def spark(settings: Settings):
         "spark.driver.memory": "3g",
         "spark.ui.enabled": "false",
         "spark.sql.adaptive.enabled": "true",
-        # the point-in-time join's JVM scan, never a silent fallback to the window
+        # the JVM scans (the point-in-time join's carry-forward, the exact splits' histogram),
+        # never a silent fallback to the window or to Spark's aggregation
         "spark.mlv.pit.carry": "jvm",
+        "spark.mlv.splits.histogram": "jvm",
     }
     try:
         session = build_session(settings, "mlv-spark-tests", extra)
@@ -73,9 +75,9 @@ def spark(settings: Settings):
 
         os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
         builder = SparkSession.builder.master("local[2]").appName("mlv-spark-unit")
-        pit_jar = settings.jar_dir / PIT_JAR  # `make unit` builds it: the join's scan is tested
-        if pit_jar.is_file():
-            builder = builder.config("spark.driver.extraClassPath", str(pit_jar))
+        scans_jar = settings.jar_dir / SCANS_JAR  # `make unit` builds it: the scans are tested
+        if scans_jar.is_file():
+            builder = builder.config("spark.driver.extraClassPath", str(scans_jar))
         for key, value in {"spark.sql.session.timeZone": "UTC", **extra}.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()

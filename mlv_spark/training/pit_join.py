@@ -5,7 +5,7 @@ algorithm. In short, for each group of views joined on the same entity columns: 
 entity rows and feature rows, one shuffle by join keys, one sort by
 ``(2 * time + kind, created time, tie-break hash, values)`` (feature rows, kind 0, sort
 before entity rows at equal times) and a carry-forward of the latest feature row, by a linear
-scan in the JVM (``io.mlvspark.pit.CarryForward``, the mlv-spark-pit jar) or, without it, a
+scan in the JVM (``io.mlvspark.pit.CarryForward``, the mlv-spark-scans jar) or, without it, a
 running ``last(feature struct, ignorenulls)`` window; TTL is applied to the carried winner
 afterwards. Entity rows carry all their columns (and the
 results of earlier groups), so nothing is joined back. Before the union, feature rows of views
@@ -53,8 +53,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from mlv_spark.errors import ConfigError, FeatureDefinitionError, InvalidInputError
+from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
 from mlv_spark.fingerprint import row_hash_sql
+from mlv_spark.jvm import scan_class
 
 log = logging.getLogger(__name__)
 
@@ -664,24 +665,8 @@ class _Scan:
 
 def _carry_scan(spark: SparkSession) -> _Scan | None:
     """The JVM carry-forward, or ``None`` for the window (see ``CARRY_CONF``)."""
-    mode = (spark.conf.get(CARRY_CONF, "auto") or "auto").strip().lower()
-    if mode not in ("auto", "jvm", "window"):
-        raise ConfigError(f"{CARRY_CONF} is {mode!r}; use auto, jvm or window")
-    if mode == "window":
-        return None
-    try:
-        java = getattr(spark._jvm.io.mlvspark.pit, "CarryForward")  # type: ignore[union-attr]
-    except AttributeError:  # no JVM (Spark Connect)
-        java = None
-    if isinstance(java, JavaClass):
-        return _Scan(java, strict=mode == "jvm")
-    if mode == "jvm":
-        raise ConfigError(
-            f"{CARRY_CONF}=jvm but {_SCAN_CLASS} is not on the class path (no JVM, or the "
-            "mlv-spark-pit jar is missing): build it with `make pit-jar` and add it to the session"
-        )
-    log.info("point-in-time join: %s not on the class path, carrying forward with a window", _SCAN_CLASS)
-    return None
+    found = scan_class(spark, CARRY_CONF, _SCAN_CLASS, "window")
+    return None if found is None else _Scan(*found)
 
 
 def _scan_can_compare(key_type: DataType) -> bool:

@@ -22,6 +22,7 @@ from mlv_spark.split_cuts import (
     circle_cuts,
     cut_from_ranked,
     find_cut,
+    merge_partial_histograms,
 )
 
 # ---- ratios ---------------------------------------------------------------------------------
@@ -63,6 +64,22 @@ def test_largest_remainder_sums_to_the_total_and_stays_within_one_of_each_quota(
     seats = largest_remainder(total, shares, [3, 1, 2])
     assert sum(seats) == total
     assert all(abs(s - total * q) < 1 for s, q in zip(seats, shares))
+
+
+def test_largest_remainder_matches_the_textbook_rule_in_exact_fractions() -> None:
+    """Integer arithmetic over a common denominator gives what Fractions give, ties included."""
+    rng = np.random.default_rng(5)
+    for _ in range(2_000):
+        k = int(rng.integers(1, 6))
+        weights = [Fraction(int(rng.integers(0, 12)), int(rng.integers(1, 12))) for _ in range(k)]
+        weights[0] += Fraction(1, 7) if sum(weights) == 0 else 0
+        total, ranks = int(rng.integers(0, 60)), [int(r) for r in rng.permutation(k)]
+        quotas = [Fraction(total) * w / sum(weights) for w in weights]
+        expected = [q.numerator // q.denominator for q in quotas]
+        order = sorted(range(k), key=lambda i: (-(quotas[i] - expected[i]), ranks[i]))
+        for i in order[: total - sum(expected)]:
+            expected[i] += 1
+        assert largest_remainder(total, weights, ranks) == expected
 
 
 def test_equal_remainders_go_to_the_smaller_tie_rank_not_to_the_first_split() -> None:
@@ -146,7 +163,7 @@ def test_a_cut_inside_a_bucket_of_four_atoms_needs_them_ranked() -> None:
     hist = _histogram([(4, 4, 10, 40)])
     assert find_cut(hist, 2) == Unresolved(0, 2)
     ranked = [(10, ("a",), 1), (20, ("b",), 1), (30, ("c",), 1), (40, ("d",), 1)]
-    assert cut_from_ranked(hist, Unresolved(0, 2), ranked) == Cut(30, ("c",))
+    assert cut_from_ranked(hist, Unresolved(0, 2), ranked) == Cut(30)  # hashes differ: the key is not needed
 
 
 def test_a_hash_collision_among_three_atoms_needs_them_ranked() -> None:
@@ -173,3 +190,39 @@ def test_a_stratum_id_standing_for_two_strata_is_refused() -> None:
     clashing = {"sid": np.array([7, -3, 7, 9]), "rotation": np.array([11, 5, 12, 1])}
     with pytest.raises(StratumIdCollisionError, match=r"stratum id\(s\) \[7\]"):
         _check_stratum_ids(clashing)
+
+
+# ---- partial histograms ---------------------------------------------------------------------
+
+
+def test_partial_histograms_merge_into_one_row_per_stratum_and_bucket() -> None:
+    """The JVM sketch emits partial aggregates (per partition, or per flush): counts and sums
+    add up, min, max and maxed columns take the extremes, xors combine."""
+    column = lambda *values: np.array(values, dtype=np.int64)  # noqa: E731
+    partial = {
+        "period": column(0, 0, 0, 0, 0),
+        "sid": column(9, -4, 9, 9, -4),
+        "rotation": column(1, 2, 1, 1, 2),
+        "bucket": column(5, 5, 3, 5, -1),
+        "n": column(2, 1, 1, 3, 4),
+        "hmin": column(10, 7, 1, 4, 8),
+        "hmax": column(20, 7, 1, 30, 9),
+        "hxor": column(6, 7, 1, 3, 12),
+        "w": column(5, 1, 1, 3, 4),
+        "rows": column(1, 2, 1, 3, 1),
+    }
+    merged = merge_partial_histograms(partial, sums=["w"], maxes=["rows"])
+    assert {k: v.tolist() for k, v in merged.items()} == {
+        "period": [0, 0, 0, 0],
+        "sid": [-4, -4, 9, 9],
+        "rotation": [2, 2, 1, 1],
+        "bucket": [-1, 5, 3, 5],
+        "n": [4, 1, 1, 5],
+        "w": [4, 1, 1, 8],
+        "hmin": [8, 7, 1, 4],
+        "hmax": [9, 7, 1, 30],
+        "hxor": [12, 7, 1, 6 ^ 3],
+        "rows": [1, 2, 1, 3],
+    }
+    empty = {name: values[:0] for name, values in partial.items()}
+    assert all(len(v) == 0 for v in merge_partial_histograms(empty, sums=["w"], maxes=["rows"]).values())

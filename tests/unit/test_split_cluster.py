@@ -18,6 +18,8 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
+from mlv_spark.config import Settings
+from mlv_spark.jvm import SCANS_JAR
 from mlv_spark.splits import assign_splits
 from tests.unit.test_splits import RATIOS, build_events
 
@@ -30,8 +32,9 @@ from pyspark.sql import SparkSession
 from mlv_spark.splits import assign_splits
 from tests.unit.test_splits import RATIOS, build_events
 
-master, out = sys.argv[1], sys.argv[2]
-spark = (SparkSession.builder.master(master).appName("split-determinism")
+master, out, jar = sys.argv[1], sys.argv[2], sys.argv[3]
+spark = (SparkSession.builder.master(master).appName("split-determinism").config("spark.jars", jar)
+         .config("spark.mlv.splits.histogram", "jvm")
          .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "3")
          .config("spark.ui.enabled", "false").config("spark.executor.memory", "512m").getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
@@ -45,11 +48,12 @@ spark.stop()
 """
 
 
-def _run(master: str, tmp_path: Path) -> dict:
+def _run(master: str, tmp_path: Path, scans_jar: Path) -> dict:
+    """The assignment on `master`, with the histogram sketch of the scans jar on its executors."""
     out = tmp_path / f"{master.replace('[', '_').replace(']', '').replace(',', '_')}.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable}
     completed = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(scale=SCALE), master, str(out)],
+        [sys.executable, "-c", SCRIPT.format(scale=SCALE), master, str(out), str(scans_jar)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert completed.returncode == 0, (
@@ -71,8 +75,10 @@ def here(spark: SparkSession) -> DataFrame:
 
 
 @pytest.mark.parametrize("master", ["local[1]", "local-cluster[2,1,1024]"])
-def test_same_splits_on_another_master(spark: SparkSession, here: DataFrame, master: str, tmp_path: Path) -> None:
-    remote = _run(master, tmp_path)
+def test_same_splits_on_another_master(
+    spark: SparkSession, settings: Settings, here: DataFrame, master: str, tmp_path: Path
+) -> None:
+    remote = _run(master, tmp_path, settings.jar_dir / SCANS_JAR)
     assert remote["master"] == master
     if master.startswith("local-cluster"):
         assert remote["executors"] == 3  # the driver's block manager plus two executors

@@ -286,6 +286,37 @@ def test_cuts_far_from_their_expected_place_are_settled_by_ranking_only_their_bu
     assert 0 < atoms_ranked < COMMON_SIZE / 20 and bucket_count <= 2
 
 
+def test_a_cut_that_needs_its_key_orders_entities_of_equal_hash_by_key(spark: SparkSession) -> None:
+    """Two entities sharing a 64-bit hash at a cut (odds ~1e-6 in 5 M entities, so the data is
+    made by hand): the cut table then carries the cut entity's key, and the final pass's
+    comparison orders equal hashes by key; kept entities keep their split."""
+    from mlv_spark.split_exact import _split_from_cuts
+    from mlv_spark.split_spec import SplitSpec, entity_tie, internal
+
+    table = spark.createDataFrame([("b",)], "user_id string")
+    spec = SplitSpec.build(
+        table, entity_key="user_id", ratios={"a": 0.5, "b": 0.5}, seed=1, stratify_by=None, group_by=None,
+        previous=None, time_column=None, cutoff=None, gap=None, future_splits=None, exclude_train_entities=False,
+        method="exact", per_row=False, one_row_per_entity=True, buckets=16,
+    )  # fmt: skip
+    rows = spark.createDataFrame(
+        [("4", 4, None), ("b", 5, None), ("c", 5, None), ("d", 5, None), ("6", 6, None), ("a", 9, 0)],
+        "k string, h long, prev int",
+    )
+    cut = F.struct(F.lit("c").alias("t0"))  # the first entity at or past the cut: hash 5, key "c"
+    joined = rows.select(
+        F.col("k").alias(internal("key0")), F.col("h").alias(internal("h")), F.col("prev").alias(internal("prev")),
+        F.lit(5).cast("long").alias(internal("ch0")), cut.alias(internal("ct0")),
+        F.lit(None).cast("long").alias(internal("ch1")), F.lit(None).cast("struct<t0:string>").alias(internal("ct1")),
+        F.lit(0).alias(internal("o0")), F.lit(1).alias(internal("o1")), F.lit(1).alias(internal("o2")),
+    )  # fmt: skip
+    split = F.expr(_split_from_cuts(spec, entity_tie(spec)))
+    got = {r[0]: r[1] for r in joined.select(internal("key0"), split).collect()}
+    assert got == {"4": "a", "b": "a", "c": "b", "d": "b", "6": "b", "a": "a"}
+    without_keys = F.expr(_split_from_cuts(spec, None))  # no cut needs a key: equal hashes are past it
+    assert {r[0]: r[1] for r in joined.select(internal("key0"), without_keys).collect()}["b"] == "b"
+
+
 def test_cuts_near_their_expected_place_are_settled_from_the_histogram_alone(spark: SparkSession) -> None:
     # 20,000 entities in 64 coarse buckets (~310 each): a cut is settled without the boundary
     # pass only if the histogram splits the buckets around its expected place (rotated per
