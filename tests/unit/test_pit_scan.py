@@ -4,6 +4,7 @@ what only the scan has: laziness, the choice of carry-forward, and a randomized 
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 
@@ -151,3 +152,31 @@ def test_the_ttl_filter_aggregates_in_the_scans_partitions(spark):
     assert re.search(r"Exchange hashpartitioning\(__mlv_pk#\w+, 3\), REPARTITION_BY_NUM", plan), plan
     default = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1)).table
     assert_df_equality(table, default, ignore_row_order=True)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["auto", "jvm"])
+def test_a_scan_that_cannot_be_built_falls_back_to_the_window_under_auto_only(spark, carry, monkeypatch, strict):
+    """A Spark whose internals differ from the pinned one fails when the scan is built (here:
+    a real JVM class without the scan's method): `auto` carries forward with the window and
+    says so, `jvm` raises."""
+    from py4j.protocol import Py4JError
+
+    ents, views = _inputs(spark)
+    carry("window")
+    expected = point_in_time_join(ents, views, full_feature_names=True)
+    monkeypatch.setattr(pit_join, "_carry_scan", lambda session: pit_join._Scan(spark._jvm.java.lang.String, strict))
+    if strict:
+        with pytest.raises(Py4JError):
+            point_in_time_join(ents, views, full_feature_names=True)
+        return
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    pit_join.log.addHandler(handler)
+    try:
+        fallen_back = point_in_time_join(ents, views, full_feature_names=True)
+    finally:
+        pit_join.log.removeHandler(handler)
+    assert any("the JVM scan failed" in w for w in warnings), warnings
+    assert not _scanned(fallen_back)
+    assert_df_equality(fallen_back, expected, ignore_row_order=True)

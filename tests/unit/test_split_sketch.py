@@ -17,7 +17,7 @@ from mlv_spark.errors import ConfigError
 from mlv_spark.split_cuts import merge_partial_histograms
 from mlv_spark.split_exact import HISTOGRAM_CONF
 from mlv_spark.splits import assign_splits
-from tests.unit.test_splits import RATIOS, build_events
+from tests.unit.test_splits import RATIOS, _capture_split_logs, build_events
 
 BITS, FINE_BITS = 4, 6  # 16 coarse buckets: a stratum with more atoms in a partition goes dense
 
@@ -125,3 +125,29 @@ def test_an_unknown_histogram_setting_is_a_clear_error(spark: SparkSession, hist
     events = build_events(spark, scale=0.05)
     with pytest.raises(ConfigError, match=r"spark.mlv.splits.histogram is 'fast'; use auto, jvm or spark"):
         assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=3)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["auto", "jvm"])
+def test_a_sketch_that_cannot_be_built_falls_back_under_auto_only(
+    spark: SparkSession, histogram, monkeypatch, strict: bool
+) -> None:
+    """A Spark whose internals differ from the pinned one fails when the sketch is built
+    (here: a real JVM class without the sketch's method): `auto` aggregates with Spark and
+    says so, `jvm` raises."""
+    from py4j.protocol import Py4JError
+
+    from mlv_spark import split_exact
+
+    events = build_events(spark, scale=0.1)
+    histogram("spark")
+    expected = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=3, stratify_by="label").localCheckpoint()
+    histogram("auto")
+    monkeypatch.setattr(split_exact, "scan_class", lambda *args: (spark._jvm.java.lang.String, strict))
+    if strict:
+        with pytest.raises(Py4JError):
+            assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=3, stratify_by="label")
+        return
+    records = _capture_split_logs()
+    fallen_back = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=3, stratify_by="label")
+    assert [r for r in records if r.levelname == "WARNING" and "the JVM histogram sketch failed" in r.msg]
+    assert_df_equality(fallen_back, expected, ignore_row_order=True)
