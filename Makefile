@@ -18,7 +18,7 @@ help:
 	@echo "make demo            run the end-to-end demo on the embedded local stack"
 	@echo "make test            the whole test suite (starts lakeFS + MLflow itself when not up)"
 	@echo "make unit            unit tests only (no services)"
-	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog and point-in-time jars (all cached)"
+	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog and scans jars (all cached)"
 	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
 	@echo "make bench-splits    split benchmark;  make bench-pit  point-in-time join benchmark"
 
@@ -47,8 +47,9 @@ $(CATALOG_JAR): $(CATALOG_SRC) | venv
 		-Diceberg.version=$(ICEBERG_VERSION) -DskipTests package
 	@mkdir -p .cache/jars && cp java/lakefs-iceberg-catalog/target/mlv-lakefs-iceberg-0.1.0.jar $@
 
-# The point-in-time join's JVM scan: compiled with javac against the venv's own Spark jars
-# (the pinned PySpark), so it needs no download and always matches the Spark it runs in.
+# mlv-spark's JVM scans (the point-in-time join's carry-forward, the exact splits' histogram
+# sketch): compiled with javac against the venv's own Spark jars (the pinned PySpark), so they
+# need no download and always match the Spark they run in.
 scans-jar: $(SCANS_JAR)
 $(SCANS_JAR): $(SCANS_SRC) constraints.txt | venv
 	@command -v javac >/dev/null || { echo "error: a JDK (javac) is required to build java/mlv-spark-scans" >&2; exit 1; }

@@ -6,7 +6,7 @@
 # local profile (default): uses the project's venv and the jar cache from `make bootstrap`.
 # cluster profiles (emr, databricks, …: `jars = "provided"`): zips mlv_spark for --py-files,
 # ships conf/<profile>.toml with --files and passes the pinned Maven packages with --packages
-# plus the catalog and point-in-time jars. Credentials come from MLV_* environment variables, never arguments.
+# plus the catalog and scans jars. Credentials come from MLV_* environment variables, never arguments.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="${MLV_PROFILE:-local}"

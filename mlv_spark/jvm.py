@@ -1,4 +1,5 @@
-"""The JVM side: pinned Maven packages (from pyproject.toml) and the local jar cache."""
+"""The JVM side: pinned Maven packages (from pyproject.toml), the local jar cache, and the choice
+of mlv-spark's own JVM scans (`scan_class`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from py4j.java_gateway import JavaClass
-from pyspark.sql import SparkSession
 
 from mlv_spark.config import PACKAGE_ROOT, Settings
 from mlv_spark.errors import ConfigError, ServiceUnavailableError
 from mlv_spark.log import get_logger
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = get_logger("mlv_spark.jvm")
 
@@ -58,11 +63,13 @@ def local_jars(settings: Settings) -> list[Path]:
     return jars
 
 
-def scan_class(spark: SparkSession, setting: str, class_name: str, fallback: str) -> tuple[JavaClass, bool] | None:
+def scan_class(
+    spark: SparkSession, setting: str, class_name: str, fallback: str, instead: str
+) -> tuple[JavaClass, bool] | None:
     """The JVM class `class_name` of the scans jar as the session setting `setting` chooses,
     with whether its failure is an error (`jvm`) rather than a reason to use the `fallback`
-    (`auto`); None for the fallback. `auto` (the default) takes the class when it is on the
-    class path; `jvm` requires it; the value `fallback` never takes it."""
+    (`auto`); None for the fallback, which the log calls `instead`. `auto` (the default) takes
+    the class when it is on the class path; `jvm` requires it; the value `fallback` never does."""
     mode = (spark.conf.get(setting, "auto") or "auto").strip().lower()
     if mode not in ("auto", "jvm", fallback):
         raise ConfigError(f"{setting} is {mode!r}; use auto, jvm or {fallback}")
@@ -81,7 +88,7 @@ def scan_class(spark: SparkSession, setting: str, class_name: str, fallback: str
             f"{setting}=jvm but {class_name} is not on the class path (no JVM, or the "
             f"{SCANS_JAR} jar is missing): build it with `make scans-jar` and add it to the session"
         )
-    log.info("%s is not on the class path; using the %s (%s)", class_name, fallback, setting)
+    log.info("%s is not on the class path (%s=auto): using %s", class_name, setting, instead)
     return None
 
 

@@ -103,7 +103,7 @@ def build_histograms(table: dict[str, np.ndarray]) -> dict[int, StratumHistogram
 def merge_partial_histograms(table: dict[str, np.ndarray], *, sums: list[str], maxes: list[str]) -> dict[str, np.ndarray]:
     """One row per (period, sid, rotation, bucket) from partial aggregates of them (the JVM
     sketch emits one per partition, or more): counts and `sums` added, min, max and `maxes`
-    maxed, xors xored. Rows come out sorted by sid, rotation, bucket."""
+    maxed, xors xored. Rows come out sorted by period, sid, rotation and bucket."""
     keys = ("period", "sid", "rotation", "bucket")
     varying = [k for k in keys if len(table[k]) and (table[k] != table[k][0]).any()]  # period rarely does
     order = np.lexsort(tuple(table[k] for k in reversed(varying))) if varying else np.arange(len(table["n"]))

@@ -319,7 +319,7 @@ def _histogram_pass(
         *([f"max({_n('strata')}) AS strata"] if spec.groups else []),
     ]  # fmt: skip
     started = time.perf_counter()
-    sketch = scan_class(rows.sparkSession, HISTOGRAM_CONF, _SKETCH_CLASS, "spark")
+    sketch = scan_class(rows.sparkSession, HISTOGRAM_CONF, _SKETCH_CLASS, "spark", "Spark's aggregation for the histogram")
     arrow = None if sketch is None else _sketch(spec, *sketch, atoms, bucket)
     if arrow is None:
         arrow = atoms.groupBy(*[F.expr(k) for k in keys]).agg(*[F.expr(a) for a in aggregates]).toArrow()

@@ -665,7 +665,7 @@ class _Scan:
 
 def _carry_scan(spark: SparkSession) -> _Scan | None:
     """The JVM carry-forward, or ``None`` for the window (see ``CARRY_CONF``)."""
-    found = scan_class(spark, CARRY_CONF, _SCAN_CLASS, "window")
+    found = scan_class(spark, CARRY_CONF, _SCAN_CLASS, "window", "a window to carry features forward")
     return None if found is None else _Scan(*found)
 
 
