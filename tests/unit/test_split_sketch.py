@@ -146,3 +146,20 @@ def test_a_sketch_that_cannot_be_built_falls_back_under_auto_only(
     fallen_back = assign_splits(events, entity_key="user_id", ratios=RATIOS, seed=3, stratify_by="label")
     assert [r for r in records if r.levelname == "WARNING" and "the JVM histogram sketch failed" in r.msg]
     assert_df_equality(fallen_back, expected, ignore_row_order=True)
+
+
+def test_a_scan_class_missing_from_the_class_path_is_skipped_under_auto_and_an_error_under_jvm(
+    spark: SparkSession, histogram
+) -> None:
+    from mlv_spark.jvm import scan_class
+
+    missing = "io.mlvspark.splits.NotThere"
+    histogram("auto")
+    assert scan_class(spark, HISTOGRAM_CONF, missing, "spark", "Spark's aggregation") is None
+    histogram("spark")
+    assert scan_class(spark, HISTOGRAM_CONF, "io.mlvspark.splits.HistogramSketch", "spark", "Spark's aggregation") is None
+    histogram("jvm")
+    with pytest.raises(ConfigError, match=r"spark.mlv.splits.histogram=jvm but io.mlvspark.splits.NotThere is not on the class path .*make scans-jar"):
+        scan_class(spark, HISTOGRAM_CONF, missing, "spark", "Spark's aggregation")
+    found = scan_class(spark, HISTOGRAM_CONF, "io.mlvspark.splits.HistogramSketch", "spark", "Spark's aggregation")
+    assert found is not None and found[1] is True  # strict under jvm
