@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from py4j.java_gateway import JavaClass
 from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame
@@ -312,25 +310,26 @@ def _histogram_pass(
         failed = f"greatest({', '.join([*[_n(flag) for flag in checks], '0'])}) > 0"
         bucket = f"CASE WHEN {failed} THEN {long_sql(_FAILED_BUCKET)} ELSE {bucket} END"
     keys = [*([f"{_n('period')} AS period"] if spec.out_of_time else []), f"{_n('sid')} AS sid", f"{_n('chk')} AS rotation", f"{bucket} AS bucket"]
+    sums = ["w"] if spec.groups else []  # summed per histogram row, `maxes` maxed (they tell `_Found`)
+    maxes = ([] if spec.one_row_per_entity else ["rows"]) + (["strata"] if spec.groups else [])
     aggregates = [
-        *([f"sum({_n('w')}) AS w"] if spec.groups else []), "count(1) AS n",
+        *[f"sum({_n(c)}) AS {c}" for c in sums], "count(1) AS n",
         f"min({_n('h')}) AS hmin", f"max({_n('h')}) AS hmax", f"bit_xor({_n('h')}) AS hxor",
-        *([] if spec.one_row_per_entity else [f"max({_n('rows')}) AS rows"]),
-        *([f"max({_n('strata')}) AS strata"] if spec.groups else []),
+        *[f"max({_n(c)}) AS {c}" for c in maxes],
     ]  # fmt: skip
     started = time.perf_counter()
     sketch = scan_class(rows.sparkSession, HISTOGRAM_CONF, _SKETCH_CLASS, "spark", "Spark's aggregation for the histogram")
-    arrow = None if sketch is None else _sketch(spec, *sketch, atoms, bucket)
-    if arrow is None:
-        arrow = atoms.groupBy(*[F.expr(k) for k in keys]).agg(*[F.expr(a) for a in aggregates]).toArrow()
+    table = None if sketch is None else _sketch(spec, *sketch, atoms, bucket, sums, maxes)
+    if table is None:
+        table = _collect_columns(atoms.groupBy(*[F.expr(k) for k in keys]).agg(*[F.expr(a) for a in aggregates]))
     collected = time.perf_counter() - started
-    if checks and pc.any(pc.equal(arrow.column("bucket"), _FAILED_BUCKET)).as_py():
+    if checks and (table["bucket"] == _FAILED_BUCKET).any():
         raise InvalidInputError(_diagnose(spec, units, checks))
-    if arrow.num_rows == 0:
+    histogram_rows = len(table["n"])
+    if histogram_rows == 0:
         raise InvalidInputError(
             "df has no rows to split" + (" outside the gap" if spec.out_of_time else "") + "; check the input and filters"
         )
-    table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
     found = _Found(
         rows_are_units=not spec.one_row_per_entity and int(table.pop("rows").max()) == 1,
         groups_in_one_stratum=bool(spec.groups) and int(table.pop("strata").max()) == 1,
@@ -341,18 +340,24 @@ def _histogram_pass(
     histograms = build_histograms(table)
     log.info(
         "assign_splits: histogram pass: %d atoms in %d strata, %d histogram rows%s%s (%.2fs on Spark, %.2fs on the driver)",
-        int(table["n"].sum()), len(histograms), arrow.num_rows,
+        int(table["n"].sum()), len(histograms), histogram_rows,
         "; one row per unit" if found.rows_are_units else "", "; every group in one stratum" if found.groups_in_one_stratum else "",
         collected, time.perf_counter() - started - collected,
     )
     return histograms, found
 
 
-def _sketch(spec: SplitSpec, java: JavaClass, strict: bool, atoms: DataFrame, bucket: str) -> pa.Table | None:
+def _collect_columns(frame: DataFrame) -> dict[str, np.ndarray]:
+    """A small frame collected through Arrow, as one numpy array per column."""
+    arrow = frame.toArrow()
+    return {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
+
+
+def _sketch(
+    spec: SplitSpec, java: JavaClass, strict: bool, atoms: DataFrame, bucket: str, sums: list[str], maxes: list[str]
+) -> dict[str, np.ndarray] | None:
     """The histogram by the JVM sketch: per partition, partial aggregates of the same groups,
     merged here. None when the sketch cannot be built and `strict` is off (use Spark's)."""
-    sums = ["w"] if spec.groups else []
-    maxes = ([] if spec.one_row_per_entity else ["rows"]) + (["strata"] if spec.groups else [])
     frame = atoms.selectExpr(
         f"CAST({_n('period') if spec.out_of_time else 0} AS BIGINT)", _n("sid"), _n("chk"), f"CAST({bucket} AS BIGINT)",
         _n("h"), *[f"CAST({_n(c)} AS BIGINT) AS {c}" for c in [*sums, *maxes]],
@@ -364,12 +369,7 @@ def _sketch(spec: SplitSpec, java: JavaClass, strict: bool, atoms: DataFrame, bu
             raise
         log.warning("assign_splits: the JVM histogram sketch failed (%s); aggregating with Spark", str(error).splitlines()[0])
         return None
-    arrow = DataFrame(partial, atoms.sparkSession).toArrow()
-    table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
-    merged = merge_partial_histograms(table, sums=sums, maxes=maxes)
-    if not spec.out_of_time:
-        del merged["period"]
-    return pa.table(merged)
+    return merge_partial_histograms(_collect_columns(DataFrame(partial, atoms.sparkSession)), sums=sums, maxes=maxes)
 
 
 def _check_stratum_ids(table: dict) -> None:

@@ -4,7 +4,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
-import java.util.NoSuchElementException;
+
+import io.mlvspark.scans.Lookahead;
 
 import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.rdd.RDD;
@@ -110,14 +111,13 @@ public final class CarryForward {
     @Override
     public Iterator<InternalRow> call(Iterator<InternalRow> rows) {
       UnsafeProjection keyOf = UnsafeProjection.create(keyTypes);
-      return new Iterator<InternalRow>() {
+      return new Lookahead<InternalRow>() {
         private UnsafeRow key;
         private final InternalRow[] latest = new InternalRow[values.length];
-        private InternalRow next;
 
         @Override
-        public boolean hasNext() {
-          while (next == null && rows.hasNext()) {
+        protected InternalRow advance() {
+          while (rows.hasNext()) {
             InternalRow row = rows.next();
             UnsafeRow rowKey = keyOf.apply(row);
             if (key == null || !key.equals(rowKey)) {
@@ -137,20 +137,10 @@ public final class CarryForward {
                 out[i] = row.isNullAt(passthrough[i]) ? null : row.get(passthrough[i], passTypes[i]);
               }
               System.arraycopy(latest, 0, out, passthrough.length, values.length);
-              next = new GenericInternalRow(out);
+              return new GenericInternalRow(out);
             }
           }
-          return next != null;
-        }
-
-        @Override
-        public InternalRow next() {
-          if (!hasNext()) {
-            throw new NoSuchElementException();
-          }
-          InternalRow row = next;
-          next = null;
-          return row;
+          return null;
         }
       };
     }

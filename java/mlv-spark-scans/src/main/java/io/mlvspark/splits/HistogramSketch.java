@@ -4,7 +4,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
-import java.util.NoSuchElementException;
+
+import io.mlvspark.scans.Lookahead;
 
 import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.rdd.RDD;
@@ -140,7 +141,7 @@ public final class HistogramSketch {
   }
 
   /** Consumes a partition's rows, emitting the lists whenever they fill up and everything at the end. */
-  static final class Partition implements Iterator<InternalRow> {
+  static final class Partition extends Lookahead<InternalRow> {
     private final Iterator<InternalRow> rows;
     private final int width;
     private final int sums;
@@ -160,7 +161,6 @@ public final class HistogramSketch {
     private int drainStratum;
     private int drainTable;
     private int drainRow;
-    private InternalRow next;
 
     Partition(Iterator<InternalRow> rows, int bits, int fineBits, int sums, int maxes, int flushRows) {
       this.rows = rows;
@@ -173,28 +173,19 @@ public final class HistogramSketch {
     }
 
     @Override
-    public boolean hasNext() {
-      while (next == null) {
+    protected InternalRow advance() {
+      while (true) {
         if (draining) {
-          next = drainOne();
-          continue;
+          InternalRow row = drainOne();
+          if (row != null) {
+            return row;
+          }
+        } else if (done) {
+          return null;
+        } else {
+          consume();
         }
-        if (done) {
-          return false;
-        }
-        consume();
       }
-      return true;
-    }
-
-    @Override
-    public InternalRow next() {
-      if (!hasNext()) {
-        throw new NoSuchElementException();
-      }
-      InternalRow row = next;
-      next = null;
-      return row;
     }
 
     /** Reads rows until the lists are full or the input ends, then starts draining. */
