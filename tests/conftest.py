@@ -127,6 +127,9 @@ def spark_job_statuses(spark):
         finally:
             for key in ("spark.jobGroup.id", "spark.job.description"):
                 sc.setLocalProperty(key, None)  # type: ignore[arg-type]  # None removes it
+        # The status tracker is fed by the asynchronous listener bus: an action can return
+        # before its job-end event is processed (the job would still read RUNNING). Drain it.
+        sc._jsc.sc().listenerBus().waitUntilEmpty()
         tracker = sc.statusTracker()
         return result, [tracker.getJobInfo(job).status for job in tracker.getJobIdsForGroup(group)]
 
