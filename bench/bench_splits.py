@@ -8,11 +8,12 @@ more by Spark's hash aggregation as a control (`spark.mlv.splits.histogram=spark
 Reported per method: median wall time, ratio to the baseline measured in the same run, worst
 per-stratum deviation from a largest-remainder count, entities moved after a 10 % append, and
 group (household) leaks. Two rows time the floor of any exact method that reads the data twice
-(a count per stratum, then a labelling pass with no lookup), in the same rounds; their sum is
-printed against the baseline. Not part of the test suite.
+(a count per stratum, then a labelling pass with no lookup), in the same rounds, and a third the
+shuffle that a single-read one would need; the two-read sum is printed against the baseline.
+Not part of the test suite.
 
   .venv/bin/python bench/bench_splits.py                      # 5,000,000 entities
-  .venv/bin/python bench/bench_splits.py --entities 200000    # quick run
+  .venv/bin/python bench/bench_splits.py --entities 200000 --rare-strata 40   # quick run
 """
 
 from __future__ import annotations
@@ -130,13 +131,15 @@ def naive_window(df: DataFrame) -> DataFrame:
 #
 # An exact split must count every stratum before it places anyone (the targets depend on the
 # counts), and must then read the data again to label it: a single read would have to carry
-# every row through a shuffle to wait for the counts. Pass A is that count at its cheapest (no
-# buckets, no checks, nothing sent to the driver but one row per stratum); pass B is a labelling
-# pass at its cheapest (no lookup of the stratum's cuts: the entity hash against the stratum's
-# own hash). A + B bounds from below every two-read exact method on the same data and machine.
+# every row through a shuffle to wait for the counts (row C times that shuffle alone). Pass A
+# is that count at its cheapest (no buckets, no checks, nothing sent to the driver but one row
+# per stratum); pass B is a labelling pass at its cheapest (no lookup of the stratum's cuts: the
+# entity hash against the stratum's own hash). A + B bounds from below every two-read exact
+# method on the same data and machine.
 
 FLOOR_A = "floor A: counts per stratum (read, entity and stratum hashes, aggregate)"
 FLOOR_B = "floor B: labelling pass without a cut lookup (read, both hashes, compare)"
+ONE_READ = "floor C: one read with every row shuffled (read, both hashes, repartition by them)"
 
 
 def _stratum_hash() -> F.Column:
@@ -150,6 +153,11 @@ def floor_count(df: DataFrame) -> None:
 def floor_label(df: DataFrame) -> DataFrame:
     split = F.when(_salted_hash() < _stratum_hash(), "train").otherwise("test")
     return df.select("entity_id", "stratum", split.alias("split"))
+
+
+def one_read_shuffled(df: DataFrame) -> DataFrame:
+    hashed = df.select("entity_id", "stratum", _stratum_hash().alias("sid"), _salted_hash().alias("h"))
+    return hashed.repartition("sid", "h")
 
 
 def random_split(df: DataFrame) -> DataFrame:
@@ -305,6 +313,7 @@ def _bench(spark: SparkSession, args: argparse.Namespace, workdir: Path) -> int:
         "randomSplit": lambda: noop(random_split(df)),
         FLOOR_A: lambda: floor_count(df),
         FLOOR_B: lambda: noop(floor_label(df)),
+        ONE_READ: lambda: noop(one_read_shuffled(df)),
     }
     if not args.skip_naive:
         methods["naive per-stratum row_number window"] = lambda: noop(naive_window(df))
@@ -349,7 +358,7 @@ def _bench(spark: SparkSession, args: argparse.Namespace, workdir: Path) -> int:
             passes, written = statistics.median(eager[name][1:]), statistics.median(final[name][1:])
             rows[name].note += f"; eager passes {passes:.2f}s + final pass {written:.2f}s"
 
-    for name in (FLOOR_A, FLOOR_B):
+    for name in (FLOOR_A, FLOOR_B, ONE_READ):
         rows[name].note = "a lower bound, not a split"
     try:
         rows["scikit-learn train_test_split (pandas)"] = _sklearn_row(spark, df, grown, args.sklearn_max, args.repeats)
@@ -401,6 +410,7 @@ def _print_table(rows: list[Row], baseline_seconds: float, n: int, strata: int) 
     header = "| method | time (s) | × baseline | worst deviation from LR count | moved after +10 % | household leaks | notes |"
     print(header)
     print("|---|---:|---:|---:|---:|---:|---|")
+
     def count(value: int | None) -> str:
         return "–" if value is None else f"{value:,}"
 
