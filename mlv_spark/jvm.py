@@ -7,7 +7,6 @@ import sys
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from py4j.java_gateway import JavaClass
