@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo            run the end-to-end demo on the embedded local stack"
 	@echo "make test            the whole test suite (starts lakeFS + MLflow itself when not up)"
-	@echo "make unit            unit tests only (no services)"
+	@echo "make unit            unit tests only (no services; the jars, for the catalog tests)"
 	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog and scans jars (all cached)"
 	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
 	@echo "make bench-splits    split benchmark;  make bench-pit  point-in-time join benchmark"
@@ -60,15 +60,15 @@ $(SCANS_JAR): $(SCANS_SRC) constraints.txt | venv
 	@jar cf $@ -C build/scans-classes .
 
 services-up: bootstrap
-	@$(PY) -m mlv_spark.services up
+	@$(PY) -m mlv_spark.devstack up
 
 services-down:
-	@test -x $(PY) && $(PY) -m mlv_spark.services down || true
+	@test -x $(PY) && $(PY) -m mlv_spark.devstack down || true
 
 services-status: venv
-	@$(PY) -m mlv_spark.services status
+	@$(PY) -m mlv_spark.devstack status
 
-unit: venv scans-jar
+unit: venv jars catalog-jar scans-jar
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 integration: bootstrap

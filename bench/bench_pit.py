@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlv_spark.config import load_settings  # noqa: E402
 from mlv_spark.jvm import SCANS_JAR  # noqa: E402
 from mlv_spark.training import get_historical_features  # noqa: E402
-from mlv_spark.training.pit_join import CARRY_CONF  # noqa: E402
+from mlv_spark.training.pit import CARRY_CONF  # noqa: E402
 
 DAYS = 90
 BASE_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z

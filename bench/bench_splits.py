@@ -37,8 +37,8 @@ from pyspark.sql import functions as F
 
 from mlv_spark.config import load_settings
 from mlv_spark.jvm import SCANS_JAR
-from mlv_spark.split_apportion import hash_thresholds
-from mlv_spark.split_exact import HISTOGRAM_CONF
+from mlv_spark.splits.apportion import hash_thresholds
+from mlv_spark.splits.exact import HISTOGRAM_CONF
 from mlv_spark.splits import assign_splits
 
 RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}

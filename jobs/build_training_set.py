@@ -2,22 +2,17 @@
 read at a pinned lakeFS commit, written with a content fingerprint and row counts.
 
 Example:
-  ./spark-submit.sh jobs/build_training_set.py --feature-repo feature_repo \\
-      --feature-service fraud_model_v2 --ref main --split-version v1_stratified_80_10_10 \\
-      --splits train --output lakefs://ml-data/main/training_sets/fraud_v2_train
+  ./spark-submit.sh jobs/build_training_set.py --feature-repo examples/feature_repo \\
+      --feature-service fraud_model_v1 --ref main --split-version v1_stratified_80_10_10 \\
+      --splits train --output lakefs://ml-data/main/training_sets/fraud_v1_train
 """
 
 from __future__ import annotations
 
 import sys
 
-from mlv_spark.catalogs import load_catalog
-from mlv_spark.cli import job_parser, run
-from mlv_spark.config import load_settings
-from mlv_spark.lakefs import LakeFS
-from mlv_spark.session import build_session
-from mlv_spark.tables import Tables
-from mlv_spark.training_sets import build_training_set
+from mlv_spark.cli import Job, job_parser, run
+from mlv_spark.workflows.training_set import build_training_set
 
 
 def main(argv: list[str]) -> int:
@@ -26,8 +21,6 @@ def main(argv: list[str]) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--feature-service", help="Feast feature service name")
     what.add_argument("--features", help="comma-separated view:feature references")
-    parser.add_argument("--repository", help="lakeFS repository (default: the profile's)")
-    parser.add_argument("--catalog", default="lakefs", help="catalog of the split index and SparkSource tables")
     parser.add_argument("--ref", required=True, help="lakeFS branch, tag or commit; resolved to a commit and read only there")
     parser.add_argument("--split-version", required=True)
     parser.add_argument("--splits", default="train", help="split name(s), comma-separated (default train)")
@@ -37,17 +30,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
 
-    settings = load_settings(args.profile)
-    lakefs = LakeFS(settings.lakefs, args.repository)
-    commit = lakefs.resolve(args.ref)  # fail fast, before Spark starts
+    job = Job(args, "build_training_set")
+    commit = job.lakefs.resolve(args.ref)  # fail fast, before Spark starts
     features = args.feature_service or [f.strip() for f in args.features.split(",") if f.strip()]
-    spark = build_session(settings, "mlv-spark:build_training_set")
-    catalog = load_catalog(args.catalog, settings)
-    if args.repository:
-        catalog = catalog.for_repository(lakefs.repository).activate(spark)
+
     lineage = build_training_set(
-        spark, Tables(spark, catalog, lakefs), lakefs, feature_repo=args.feature_repo, features=features,
-        ref=args.ref, commit=commit, split_version=args.split_version, splits=[s.strip() for s in args.splits.split(",") if s.strip()],
+        job.spark, job.tables, job.lakefs, feature_repo=args.feature_repo, features=features,
+        ref=args.ref, commit=commit, split_version=args.split_version,
+        splits=[s.strip() for s in args.splits.split(",") if s.strip()],
         output=args.output, output_format=args.format, full_feature_names=args.full_feature_names,
         overwrite=args.overwrite,
     )

@@ -8,17 +8,15 @@ Example:
 
 from __future__ import annotations
 
+import math
 import sys
+from datetime import timedelta
 
-from mlv_spark.catalogs import load_catalog
-from mlv_spark.cli import job_parser, run
-from mlv_spark.config import load_settings
+from mlv_spark.cli import Job, job_parser, run
 from mlv_spark.errors import InvalidInputError
-from mlv_spark.lakefs import LakeFS
-from mlv_spark.session import build_session
-from mlv_spark.split_index import SplitParams
-from mlv_spark.split_versions import compute_split_version
-from mlv_spark.tables import Tables
+from mlv_spark.splits import SplitParams
+from mlv_spark.splits.index import SplitVersion
+from mlv_spark.workflows.split_version import compute_split_version
 
 
 def parse_ratios(text: str) -> dict[str, float]:
@@ -34,14 +32,21 @@ def parse_ratios(text: str) -> dict[str, float]:
     return ratios
 
 
+def parse_gap(days: float | None) -> timedelta | None:
+    """`--gap-days` as a timedelta: a finite number of days >= 0 that fits a timedelta."""
+    if days is None:
+        return None
+    if not math.isfinite(days) or days < 0 or days > 3_650_000:
+        raise InvalidInputError(f"--gap-days {days!r} must be a finite number of days between 0 and 3650000")
+    return timedelta(days=days)
+
+
 def columns(text: str | None) -> tuple[str, ...]:
     return tuple(c.strip() for c in (text or "").split(",") if c.strip())
 
 
 def main(argv: list[str]) -> int:
     parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--repository", help="lakeFS repository (default: the profile's)")
-    parser.add_argument("--catalog", default="lakefs", help="catalog of the entity table and the index (default lakefs)")
     parser.add_argument("--source-ref", default=None, help="ref to read the entity table at (default: the default branch)")
     parser.add_argument("--entity-table", required=True, help="namespace.table with one or more rows per entity")
     parser.add_argument("--entity-key", required=True, help="key column(s), comma-separated")
@@ -59,31 +64,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--exclude-train-entities", action="store_true", help="out-of-time: never reuse train entities")
     parser.add_argument("--branch", default=None, help="branch to write to (default: the default branch)")
     parser.add_argument("--create-branch-from", help="create --branch from this ref when it does not exist")
-    parser.add_argument("--feature-table", help="table whose per-split copies the storage report measures (default: the entity table)")
-    parser.add_argument("--no-storage-report", action="store_true", help="skip measuring per-split copies")
+    parser.add_argument("--storage-report", nargs="?", const="estimate", choices=["estimate", "measured"],
+                        help="compare the index's bytes with train/val/test copies of --feature-table: "
+                             "estimate (default; from the table's data files) or measured (writes the copies "
+                             "to a scratch prefix and discards them)")
+    parser.add_argument("--feature-table", help="table whose per-split copies the storage report compares (default: the entity table)")
     args = parser.parse_args(argv)
 
-    settings = load_settings(args.profile)
-    source_ref = args.source_ref or settings.lakefs.default_branch
-    params = SplitParams(
-        source_table=args.entity_table, source_ref=source_ref, entity_key=columns(args.entity_key),
-        time_column=args.time_column, ratios=parse_ratios(args.ratios), seed=args.seed,
-        stratify_by=columns(args.stratify_by), group_by=columns(args.group_by), method=args.method,
-        previous_version=args.previous_version, cutoff=args.cutoff,
-        gap_seconds=None if args.gap_days is None else args.gap_days * 86400.0,
+    job = Job(args, "compute_splits")
+    source_ref = args.source_ref or job.settings.lakefs.default_branch
+    params = SplitParams.of(
+        entity_key=columns(args.entity_key), ratios=parse_ratios(args.ratios), seed=args.seed,
+        stratify_by=columns(args.stratify_by) or None, group_by=columns(args.group_by) or None,
+        time_column=args.time_column, cutoff=args.cutoff, gap=parse_gap(args.gap_days),
         future_splits=columns(args.future_splits) or None, exclude_train_entities=args.exclude_train_entities,
-    ).validate()
+        method=args.method,
+    )
+    version = SplitVersion(args.split_version, args.entity_table, source_ref, params, args.previous_version).validate()
+    job.lakefs.resolve(source_ref)  # fail fast on an unknown ref, before Spark starts
 
-    lakefs = LakeFS(settings.lakefs, args.repository)
-    lakefs.resolve(source_ref)  # fail fast on an unknown ref, before Spark starts
-    spark = build_session(settings, "mlv-spark:compute_splits")
-    catalog = load_catalog(args.catalog, settings)
-    if args.repository:
-        catalog = catalog.for_repository(lakefs.repository).activate(spark)
     report = compute_split_version(
-        spark, Tables(spark, catalog, lakefs), lakefs, params, args.split_version,
-        args.branch or settings.lakefs.default_branch, create_branch_from=args.create_branch_from,
-        feature_table=args.feature_table, measure_storage=not args.no_storage_report,
+        job.spark, job.tables, job.lakefs, version, args.branch or job.settings.lakefs.default_branch,
+        create_branch_from=args.create_branch_from, feature_table=args.feature_table,
+        storage_report=args.storage_report,
     )
     print(report.render())
     return 0

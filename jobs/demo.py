@@ -9,16 +9,12 @@ Rerunning is safe: existing tables and the split version are reused.
 
 from __future__ import annotations
 
-from mlv_spark.catalogs import load_catalog
-from mlv_spark.cli import job_parser, run, step
-from mlv_spark.config import load_settings
-from mlv_spark.lakefs import LakeFS
-from mlv_spark.session import build_session
-from mlv_spark.split_index import SplitParams
-from mlv_spark.split_versions import compute_split_version
-from mlv_spark.synthetic import labelled_events, user_profile, user_stats
-from mlv_spark.tables import Tables
-from mlv_spark.training_sets import build_training_set
+from mlv_spark.cli import Job, job_parser, run, step
+from mlv_spark.modules import load_module
+from mlv_spark.splits import SplitParams
+from mlv_spark.splits.index import SplitVersion
+from mlv_spark.workflows.split_version import compute_split_version
+from mlv_spark.workflows.training_set import build_training_set
 
 SPLIT_VERSION = "v1_stratified_80_10_10"
 
@@ -26,24 +22,20 @@ SPLIT_VERSION = "v1_stratified_80_10_10"
 def main(argv: list[str]) -> int:
     parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20_000, help="synthetic users (default 20000)")
-    parser.add_argument("--repository", help="lakeFS repository (default: the profile's)")
     args = parser.parse_args(argv)
-    settings = load_settings(args.profile)
-    lakefs = LakeFS(settings.lakefs, args.repository)
+    job = Job(args, "demo")
+    settings, lakefs = job.settings, job.lakefs
     main_branch = settings.lakefs.default_branch
+    synthetic = load_module("synthetic", [settings.root / "examples"], what="data generator")
     with step("lakeFS repository"):
         lakefs.ensure_repository()
-    spark = build_session(settings, "mlv-spark-demo")
-    catalog = load_catalog("lakefs", settings)
-    if args.repository:
-        catalog = catalog.for_repository(lakefs.repository).activate(spark)
-    tables = Tables(spark, catalog, lakefs)
+    spark, tables = job.spark, job.tables
 
     with step("synthetic feature tables on main"):
         wrote = False
-        for name, frame in (("features.labels", labelled_events(spark, args.users)),
-                            ("features.user_stats", user_stats(spark, args.users)),
-                            ("features.user_profile", user_profile(spark, args.users))):
+        for name, frame in (("features.labels", synthetic.labelled_events(spark, args.users)),
+                            ("features.user_stats", synthetic.user_stats(spark, args.users)),
+                            ("features.user_profile", synthetic.user_profile(spark, args.users))):
             if not tables.exists(name, main_branch):
                 tables.write(frame, name, main_branch)
                 wrote = True
@@ -51,10 +43,11 @@ def main(argv: list[str]) -> int:
             lakefs.commit(main_branch, "demo: synthetic labels and features", {"job": "demo", "users": args.users})
 
     with step("split version"):
-        split_report = compute_split_version(spark, tables, lakefs, SplitParams(
-            source_table="features.labels", source_ref=main_branch, entity_key=("user_id",),
-            time_column="event_timestamp", ratios={"train": 0.8, "val": 0.1, "test": 0.1}, seed=42,
-            stratify_by=("label",)), SPLIT_VERSION, main_branch, feature_table="features.user_stats")
+        params = SplitParams.of(entity_key="user_id", ratios={"train": 0.8, "val": 0.1, "test": 0.1}, seed=42,
+                                stratify_by="label", time_column="event_timestamp")
+        split_report = compute_split_version(
+            spark, tables, lakefs, SplitVersion(SPLIT_VERSION, "features.labels", main_branch, params), main_branch,
+            feature_table="features.user_stats", storage_report="estimate")
 
     with step("training set"):
         lineage = build_training_set(

@@ -1,4 +1,6 @@
-"""Shared plumbing for jobs: common arguments, timing, and exit codes.
+"""The one shared job setup: common arguments, settings, lakeFS, the Spark session, the catalog
+and its Tables — each made when first needed, so bad input fails before Spark starts — plus
+timing and exit codes.
 
 Exit codes: 0 success, 2 a clear error (bad input, unknown ref, conflict, missing service —
 the message says what to fix), 1 anything unexpected (with a traceback).
@@ -11,18 +13,68 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Callable, Iterator
 
-from mlv_spark.errors import MlvError
+from mlv_spark.errors import InvalidInputError, MlvError
 from mlv_spark.log import get_logger
 
 log = get_logger("mlv_spark.job")
 
 
-def job_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `error:` line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InvalidInputError(f"{self.prog}: {message} (see --help)")
+
+
+def job_parser(description: str, *, lakefs: bool = True) -> argparse.ArgumentParser:
+    """The parser of a job: `--profile`, and for jobs on lakeFS `--repository` and `--catalog`."""
+    parser = _Parser(description=description)
     parser.add_argument("--profile", default=None, help="settings profile in conf/ (default: MLV_PROFILE or local)")
+    if lakefs:
+        parser.add_argument("--repository", help="lakeFS repository (default: the profile's)")
+        parser.add_argument("--catalog", default="lakefs", help="catalog of the tables (default lakefs)")
     return parser
+
+
+class Job:
+    """Settings, lakeFS, Spark session, catalog and Tables of one job run."""
+
+    def __init__(self, args: argparse.Namespace, name: str):
+        from mlv_spark.config import load_settings
+
+        self.args = args
+        self.name = name
+        self.settings = load_settings(args.profile)
+
+    @cached_property
+    def lakefs(self):  # -> mlv_spark.lakefs.LakeFS
+        from mlv_spark.lakefs import LakeFS
+
+        return LakeFS(self.settings.lakefs, getattr(self.args, "repository", None))
+
+    @cached_property
+    def spark(self):  # -> pyspark.sql.SparkSession
+        from mlv_spark.session import build_session
+
+        return build_session(self.settings, f"mlv-spark:{self.name}")
+
+    @cached_property
+    def catalog(self):  # -> mlv_spark.catalogs.Catalog
+        from mlv_spark.catalogs import profile_catalog
+
+        catalog = profile_catalog(self.settings, getattr(self.args, "catalog", "lakefs"))
+        if catalog.versioned and self.lakefs.repository != catalog.repository:
+            catalog = catalog.for_repository(self.lakefs.repository).activate(self.spark)
+        return catalog
+
+    @cached_property
+    def tables(self):  # -> mlv_spark.catalogs.Tables
+        from mlv_spark.catalogs import Tables
+
+        return Tables(self.spark, self.catalog, self.lakefs if self.catalog.versioned else None)
 
 
 @contextmanager

@@ -110,6 +110,19 @@ def _get(section: Mapping[str, Any], key: str, where: str) -> Any:
     return section[key]
 
 
+def _port(section: Mapping[str, Any], key: str, default: int) -> int:
+    value = section.get(key, default)
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(
+            f"services.{key} is {value!r}: give a TCP port from 1 to 65535 (MLV_SERVICES_{key.upper()} or conf/<profile>.toml)"
+        )
+    return port
+
+
 def load_settings(
     profile: str | None = None,
     conf_dir: str | os.PathLike[str] | None = None,
@@ -137,8 +150,8 @@ def load_settings(
     services_raw = raw.get("services", {})
     services = ServiceSettings(
         run_dir=local_path(str(services_raw.get("run_dir", ".run"))),
-        lakefs_port=int(services_raw.get("lakefs_port", 28000)),
-        mlflow_port=int(services_raw.get("mlflow_port", 25000)),
+        lakefs_port=_port(services_raw, "lakefs_port", 28000),
+        mlflow_port=_port(services_raw, "mlflow_port", 25000),
     )
     ports = {"lakefs_port": services.lakefs_port, "mlflow_port": services.mlflow_port}
 

@@ -23,6 +23,10 @@ class LakeFSError(MlvError):
     """A lakeFS operation failed."""
 
 
+class LakeFSAuthError(LakeFSError):
+    """lakeFS refused the credentials (401) or the operation (403)."""
+
+
 class RefNotFoundError(LakeFSError):
     """A branch, tag or commit does not exist."""
 

@@ -1,25 +1,34 @@
-"""The one lakeFS client of mlv-spark: repositories, branches, commits, merges, tags, diffs.
+"""The one lakeFS client of mlv-spark, and the one parser and builder of lakeFS locations.
 
-Wraps the official `lakefs` SDK and maps its errors to mlv-spark exceptions that name the
-repository and ref. Names are validated before lakeFS is called. lakeFS branch names cannot
-contain '/', so the `experiments/<name>` convention maps to a configurable prefix
-(`exp-<name>` by default).
+`LakeFS` wraps the official `lakefs` SDK for one repository: refs, commits, merges, tags,
+diffs, objects and branch protection. Every call goes through `_api`, the one place that maps
+SDK errors to mlv-spark exceptions: only a 404 means "not found"; 401/403 are auth errors, a
+refused connection or a 5xx is `ServiceUnavailableError`, a 409 a conflict. Names are
+validated before lakeFS is called. lakeFS branch names cannot contain '/', so the seed's
+`experiments/<name>` maps to a configurable prefix (`exp-<name>` by default).
+
+`LakeFSLocation` is a path at a ref of a repository, however it is written: `lakefs://repo/ref/p`
+or `s3a://repo/ref/p` (`s3://`, `s3n://` too: in an mlv-spark session s3a is lakeFS's S3
+gateway, so the bucket is the repository).
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Literal, Mapping
 
 import lakefs
-from lakefs.exceptions import ConflictException, LakeFSException, NotFoundException, ServerException
+import lakefs_sdk
+from lakefs.exceptions import LakeFSException, ServerException
 
 from mlv_spark.config import LakeFSSettings
 from mlv_spark.errors import (
+    InvalidInputError,
     InvalidRefNameError,
+    LakeFSAuthError,
     LakeFSError,
-    MlvError,
     MergeConflictError,
     RefNotFoundError,
     RefNotWritableError,
@@ -33,6 +42,7 @@ log = get_logger(__name__)
 _BRANCH_RE = re.compile(r"^\w[-\w]*$")
 _REPO_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{64}$")
+_LOCATION_RE = re.compile(r"^(?P<scheme>lakefs|s3a|s3n|s3)://(?P<repo>[^/]+)/(?P<ref>[^/]+)(?:/(?P<path>.*))?$")
 RefKind = Literal["branch", "tag", "commit"]
 
 
@@ -51,13 +61,13 @@ def validate_tag_name(name: str) -> str:
     """A lakeFS-valid tag name (git ref rules, no '/'), or InvalidRefNameError."""
     bad = (
         not name or name == "@" or name.endswith((".", ".lock")) or ".." in name or "/" in name
-        or "@{" in name or any(c in name for c in "^:?*[\\") or any(c.isspace() or ord(c) < 32 for c in name)
+        or "@{" in name or any(c in name for c in "^:?*[\\~") or any(c.isspace() or ord(c) < 32 for c in name)
     )
     if bad:
-        hint = re.sub(r"[/\s^:?*\[\\]+", "-", name or "x").strip("-.") or "x"
+        hint = re.sub(r"[/\s^:?*\[\\~]+", "-", name or "x").strip("-.") or "x"
         raise InvalidRefNameError(
             f"invalid tag name {name!r}: tags follow git ref rules and cannot contain '/', spaces, "
-            f"'..', '^:?*[\\' or end with '.'/'.lock'; e.g. {hint!r}"
+            f"'..', '^:?*[\\~' or end with '.'/'.lock'; e.g. {hint!r}"
         )
     return name
 
@@ -68,6 +78,67 @@ def validate_repository_name(name: str) -> str:
             f"invalid repository name {name!r}: 3-63 lower-case letters, digits and '-', starting with a letter or digit"
         )
     return name
+
+
+def is_commit_id(ref: str) -> bool:
+    """Whether `ref` is a full lakeFS commit id (64 hex digits)."""
+    return bool(_COMMIT_RE.match(ref or ""))
+
+
+@dataclass(frozen=True)
+class LakeFSLocation:
+    """`path` (no leading or trailing '/', may be empty) at `ref` of `repository`."""
+
+    repository: str
+    ref: str
+    path: str = ""
+
+    @staticmethod
+    def parse(text: str) -> LakeFSLocation | None:
+        """The location `text` names (`lakefs://` or `s3a://`/`s3://`/`s3n://`), None for any
+        other path (a local or cluster file system)."""
+        match = _LOCATION_RE.match(text or "")
+        if match is None:
+            if re.match(r"^(lakefs|s3a|s3n|s3)://", text or ""):
+                raise InvalidInputError(
+                    f"location {text!r} needs a repository and a ref: lakefs://<repository>/<ref>/<path>"
+                )
+            return None
+        path = (match["path"] or "").strip("/")
+        if any(part in (".", "..") for part in path.split("/")):
+            raise InvalidInputError(f"location {text!r} has '.' or '..' in its path; write the path out")
+        return LakeFSLocation(match["repo"], match["ref"], re.sub(r"/+", "/", path))
+
+    def at(self, ref: str) -> LakeFSLocation:
+        """The same path at another ref (e.g. pinned to a commit)."""
+        return LakeFSLocation(self.repository, ref, self.path)
+
+    def child(self, *parts: str) -> LakeFSLocation:
+        joined = "/".join(p.strip("/") for p in (self.path, *parts) if p.strip("/"))
+        return LakeFSLocation(self.repository, self.ref, joined)
+
+    @property
+    def uri(self) -> str:
+        return f"lakefs://{self.repository}/{self.ref}/{self.path}".rstrip("/")
+
+    @property
+    def s3a(self) -> str:
+        """What Spark reads and writes (through the S3 gateway)."""
+        return f"s3a://{self.repository}/{self.ref}/{self.path}".rstrip("/")
+
+    def overlaps(self, other_path: str) -> bool:
+        """Whether this path and `other_path` (same ref) contain one another."""
+        mine, theirs = self.path + "/", other_path.strip("/") + "/"
+        return mine.startswith(theirs) or theirs.startswith(mine)
+
+
+def pin_path(path: str, repository: str, commit: str) -> str:
+    """A lakeFS location of `repository` at any ref, rewritten to `commit` as an s3a URI; any other
+    path unchanged."""
+    location = LakeFSLocation.parse(path)
+    if location is None or location.repository != repository:
+        return path
+    return location.at(commit).s3a
 
 
 @dataclass(frozen=True)
@@ -83,6 +154,26 @@ class CommitInfo:
     message: str
     metadata: Mapping[str, str]
     parents: tuple[str, ...]
+    creation_date: int = 0
+
+
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, ServerException):
+        return exc.status_code
+    if isinstance(exc, lakefs_sdk.exceptions.ApiException):
+        return exc.status
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    if isinstance(body, (str, bytes)) and body:
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        found = re.search(r'"message"\s*:\s*"([^"]*)"', text)
+        return found.group(1) if found else text[:200]
+    return str(getattr(exc, "reason", "") or exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class LakeFS:
@@ -95,38 +186,96 @@ class LakeFS:
         self.client = lakefs.Client(host=settings.endpoint, username=key_id, password=secret)
         self.repo = lakefs.Repository(self.repository, client=self.client)
 
-    # -- helpers --------------------------------------------------------------------------
+    @property
+    def default_branch(self) -> str:
+        return self.settings.default_branch
+
+    def location(self, ref: str, path: str = "") -> LakeFSLocation:
+        return LakeFSLocation(self.repository, ref, path.strip("/"))
+
+    # -- the one error mapping ----------------------------------------------------------------
     def _where(self, ref: str | None = None) -> str:
         return f"lakefs://{self.repository}/{ref}" if ref else f"lakefs://{self.repository}"
 
-    def _fail(self, exc: Exception, action: str, ref: str | None = None) -> MlvError:
-        if isinstance(exc, NotFoundException):
-            return RefNotFoundError(f"{action}: {self._where(ref)} does not exist")
-        if isinstance(exc, ServerException):
-            message = exc.body.get("message") if isinstance(exc.body, dict) else None
-            return LakeFSError(f"{action} at {self._where(ref)} failed: {message or exc}")
-        if isinstance(exc, LakeFSException):
-            return LakeFSError(f"{action} at {self._where(ref)} failed: {exc}")
-        return ServiceUnavailableError(f"lakeFS at {self.settings.endpoint} unreachable during {action}: {exc}")
+    @contextmanager
+    def _api(self, action: str, ref: str | None = None, *, conflict: type[LakeFSError] | None = None,
+             conflict_hint: str = "") -> Iterator[None]:
+        """Map whatever a lakeFS call raises to one mlv-spark exception naming the action and ref."""
+        try:
+            yield
+        except (LakeFSError, ServiceUnavailableError, InvalidInputError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the mapping
+            status = _status(exc)
+            message = _message(exc)
+            if status == 404:
+                raise RefNotFoundError(f"{action}: {self._where(ref)} does not exist ({message})") from exc
+            if status in (401, 403):
+                if status == 403 and "protected" in message.lower():
+                    raise RefNotWritableError(
+                        f"{action} at {self._where(ref)} refused: {message}; the branch is protected, so "
+                        "changes reach it only by a merge (run the job on an experiment branch)"
+                    ) from exc
+                raise LakeFSAuthError(
+                    f"{action} at {self._where(ref)} refused by lakeFS ({status}: {message}); check "
+                    "MLV_LAKEFS_ACCESS_KEY_ID / MLV_LAKEFS_SECRET_ACCESS_KEY and the user's policies"
+                ) from exc
+            if status == 409 and conflict is not None:
+                raise conflict(f"{action} at {self._where(ref)}: {message}{conflict_hint}") from exc
+            if status is not None and status >= 500:
+                raise ServiceUnavailableError(
+                    f"lakeFS at {self.settings.endpoint} failed during {action} ({status}: {message}); retry later"
+                ) from exc
+            if status is not None or isinstance(exc, LakeFSException):
+                raise LakeFSError(f"{action} at {self._where(ref)} failed: {message}") from exc
+            raise ServiceUnavailableError(
+                f"lakeFS at {self.settings.endpoint} is unreachable during {action}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}; start it (make services-up) or fix [lakefs] endpoint"
+            ) from exc
 
     # -- repository -----------------------------------------------------------------------
-    def ensure_repository(self, storage_namespace: str | None = None) -> None:
-        """Create the repository (default branch from settings) unless it exists."""
+    def ensure_repository(self, storage_namespace: str | None = None) -> bool:
+        """Create the repository (default branch from settings) unless it exists; True when created."""
         namespace = storage_namespace or self.settings.storage_namespace.format(repository=self.repository)
+        if self.repository_exists():
+            return False
+        with self._api("create repository"):
+            self.repo.create(storage_namespace=namespace, default_branch=self.default_branch, exist_ok=True)
+        log.info("lakefs: created repository %s (%s)", self.repository, namespace)
+        return True
+
+    def repository_exists(self) -> bool:
         try:
-            self.repo.create(
-                storage_namespace=namespace, default_branch=self.settings.default_branch, exist_ok=True
-            )
-        except Exception as exc:  # noqa: BLE001 - mapped below
-            raise self._fail(exc, "create repository") from exc
+            with self._api("look up repository"):
+                self.client.sdk_client.repositories_api.get_repository(self.repository)
+            return True
+        except RefNotFoundError:
+            return False
 
     def delete_repository(self) -> None:
         try:
-            self.repo.delete()
-        except NotFoundException:
+            with self._api("delete repository"):
+                self.repo.delete()
+        except RefNotFoundError:
             return
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "delete repository") from exc
+
+    def protect_branch(self, branch: str) -> bool:
+        """A branch protection rule for `branch` (no direct writes or commits, merges only);
+        True when it was added, False when it was there already."""
+        api = self.client.sdk_client.repositories_api
+        with self._api("read branch protection rules"):
+            rules = list(api.get_branch_protection_rules(self.repository) or [])
+        if any(rule.pattern == branch for rule in rules):
+            return False
+        rules.append(lakefs_sdk.BranchProtectionRule(pattern=branch))
+        with self._api("set branch protection rules", branch):
+            api.set_branch_protection_rules(self.repository, rules)
+        log.info("lakefs: protected branch %s (merges only)", branch)
+        return True
+
+    def protected_branches(self) -> list[str]:
+        with self._api("read branch protection rules"):
+            return [r.pattern for r in self.client.sdk_client.repositories_api.get_branch_protection_rules(self.repository) or []]
 
     # -- refs -----------------------------------------------------------------------------
     def experiment_branch(self, name: str) -> str:
@@ -137,26 +286,27 @@ class LakeFS:
 
     def branch_exists(self, branch: str) -> bool:
         try:
-            self.repo.branch(branch).get_commit()
+            with self._api("look up branch", branch):
+                self.client.sdk_client.branches_api.get_branch(self.repository, branch)
             return True
-        except NotFoundException:
+        except RefNotFoundError:
             return False
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "look up branch", branch) from exc
+
+    def tag_commit(self, tag: str) -> str | None:
+        """The commit a tag points to, None when there is no such tag."""
+        try:
+            with self._api("look up tag", tag):
+                return str(self.client.sdk_client.tags_api.get_tag(self.repository, tag).commit_id)
+        except RefNotFoundError:
+            return None
 
     def ref_kind(self, ref: str) -> RefKind:
-        """Whether `ref` names a branch, a tag or a commit; RefNotFoundError when none."""
-        sdk = self.client.sdk_client
-        try:
-            sdk.branches_api.get_branch(self.repository, ref)
+        """Whether `ref` names a branch, a tag or a commit; RefNotFoundError when none. Only a
+        404 means "not this kind": an outage or an auth failure is raised as such."""
+        if self.branch_exists(ref):
             return "branch"
-        except Exception:  # noqa: BLE001 - try the next kind
-            pass
-        try:
-            sdk.tags_api.get_tag(self.repository, ref)
+        if self.tag_commit(ref) is not None:
             return "tag"
-        except Exception:  # noqa: BLE001
-            pass
         self.resolve(ref)
         return "commit"
 
@@ -172,49 +322,57 @@ class LakeFS:
 
     def resolve(self, ref: str) -> str:
         """The commit id a branch, tag, commit id or expression (`main~1`) points to now."""
-        try:
-            return self.repo.ref(ref).get_commit().id
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "resolve ref", ref) from exc
+        if not ref:
+            raise InvalidInputError("an empty ref names nothing; give a branch, tag or commit id")
+        with self._api("resolve ref", ref):
+            return str(self.repo.ref(ref).get_commit().id)
 
     def get_commit(self, ref: str) -> CommitInfo:
-        try:
+        with self._api("read commit", ref):
             commit = self.repo.ref(ref).get_commit()
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "read commit", ref) from exc
-        return CommitInfo(commit.id, commit.message, dict(commit.metadata or {}), tuple(commit.parents or ()))
+        return CommitInfo(commit.id, commit.message, dict(commit.metadata or {}), tuple(commit.parents or ()),
+                          int(commit.creation_date or 0))
+
+    def log(self, ref: str, limit: int = 100) -> list[CommitInfo]:
+        """The latest `limit` commits reachable from `ref`, newest first."""
+        with self._api("read the commit log", ref):
+            return [CommitInfo(c.id, c.message, dict(c.metadata or {}), tuple(c.parents or ()), int(c.creation_date or 0))
+                    for c in self.repo.ref(ref).log(max_amount=limit)]
+
+    def branches(self, prefix: str = "") -> dict[str, str]:
+        """Branch name -> head commit id, for the branches starting with `prefix`."""
+        with self._api("list branches"):
+            return {b.id: b.get_commit().id for b in self.repo.branches(prefix=prefix)}
+
+    def tags(self, prefix: str = "") -> dict[str, str]:
+        """Tag name -> commit id."""
+        with self._api("list tags"):
+            return {t.id: t.get_commit().id for t in self.repo.tags(prefix=prefix)}
 
     def create_branch(self, branch: str, source: str) -> str:
         """Create `branch` from `source`; returns the commit id it starts at."""
         validate_branch_name(branch)
         source_commit = self.resolve(source)
-        try:
+        with self._api("create branch", branch, conflict=LakeFSError,
+                       conflict_hint="; the branch already exists: pick another name or delete it"):
             self.repo.branch(branch).create(source_reference=source_commit)
-        except ConflictException as exc:
-            raise LakeFSError(f"branch {self._where(branch)} already exists; pick another name or delete it") from exc
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "create branch", branch) from exc
         log.info("lakefs: created branch %s from %s @ %s", branch, source, source_commit[:12])
         return source_commit
 
     def delete_branch(self, branch: str) -> None:
-        if branch == self.settings.default_branch:
+        if branch == self.default_branch:
             raise RefNotWritableError(f"refusing to delete the default branch {self._where(branch)}")
-        try:
+        with self._api("delete branch", branch):
             self.repo.branch(branch).delete()
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "delete branch", branch) from exc
         log.info("lakefs: deleted branch %s", branch)
 
     def commit(self, branch: str, message: str, metadata: Mapping[str, object] | None = None,
                allow_empty: bool = False) -> str:
         """Commit the branch's staged changes with string metadata; returns the commit id."""
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        try:
-            ref = self.repo.branch(branch).commit(message=message, metadata=meta, allow_empty=allow_empty)
-            commit_id = ref.get_commit().id
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "commit", branch) from exc
+        with self._api("commit", branch):
+            commit_id = str(self.repo.branch(branch).commit(message=message, metadata=meta,
+                                                             allow_empty=allow_empty).get_commit().id)
         log.info("lakefs: committed %s @ %s: %s", branch, commit_id[:12], message)
         return commit_id
 
@@ -227,91 +385,83 @@ class LakeFS:
             kwargs["message"] = message
         if metadata:
             kwargs["metadata"] = {str(k): str(v) for k, v in metadata.items()}
-        try:
-            commit_id = self.repo.ref(source).merge_into(self.repo.branch(destination), **kwargs)
-        except ConflictException as exc:
-            raise MergeConflictError(
-                f"merging {self._where(source)} into {destination} hit conflicting changes; "
-                f"{destination} is unchanged. Resolve on the source branch and merge again"
-            ) from exc
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, f"merge into {destination}", source) from exc
+        with self._api(f"merge into {destination}", source, conflict=MergeConflictError, conflict_hint=(
+                f"; both sides changed the same objects, and {destination} is unchanged. Rerun the change "
+                f"on a branch from {destination}'s current head")):
+            commit_id = str(self.repo.ref(source).merge_into(self.repo.branch(destination), **kwargs))
         log.info("lakefs: merged %s into %s @ %s", source, destination, commit_id[:12])
         return commit_id
+
+    def check_tag(self, tag: str, commit_id: str | None = None) -> str | None:
+        """Validate `tag`; the commit it points to when it exists. With `commit_id`, a tag at
+        another commit is a TagExistsError (tags are never moved)."""
+        validate_tag_name(tag)
+        existing = self.tag_commit(tag)
+        if existing is not None and commit_id is not None and existing != commit_id:
+            raise TagExistsError(
+                f"tag {self._where(tag)} already points to {existing[:12]}; tags are never moved "
+                f"(wanted {commit_id[:12]}); choose a new tag name"
+            )
+        return existing
 
     def tag(self, tag: str, ref: str) -> str:
         """Create an immutable tag at `ref`'s commit; returns the commit id.
 
         Re-tagging the same commit is a no-op; pointing an existing tag elsewhere is refused.
         """
-        validate_tag_name(tag)
         commit_id = self.resolve(ref)
-        try:
-            existing = self.repo.tag(tag).get_commit().id
-        except NotFoundException:
-            existing = None
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "look up tag", tag) from exc
-        if existing is not None:
-            if existing == commit_id:
-                return commit_id
-            raise TagExistsError(
-                f"tag {self._where(tag)} already points to {existing[:12]}; tags are never moved "
-                f"(wanted {commit_id[:12]}); choose a new tag name"
-            )
-        try:
+        if self.check_tag(tag, commit_id) is not None:
+            return commit_id
+        with self._api("create tag", tag, conflict=TagExistsError, conflict_hint="; tags are never moved"):
             self.repo.tag(tag).create(commit_id)
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "create tag", tag) from exc
         log.info("lakefs: tagged %s -> %s", tag, commit_id[:12])
         return commit_id
 
+    def delete_tag(self, tag: str) -> None:
+        with self._api("delete tag", tag):
+            self.repo.tag(tag).delete()
+
     def diff(self, left: str, right: str, prefix: str | None = None) -> list[Change]:
         """Committed differences between two refs (what `right` changes relative to `left`)."""
-        try:
-            changes = self.repo.ref(left).diff(other_ref=right, prefix=prefix or "")
-            return [Change(c.path, c.type, c.size_bytes) for c in changes]
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, f"diff against {right}", left) from exc
+        with self._api(f"diff against {right}", left):
+            return [Change(c.path, c.type, c.size_bytes) for c in self.repo.ref(left).diff(other_ref=right, prefix=prefix or "")]
 
     def uncommitted(self, branch: str, prefix: str | None = None) -> list[Change]:
-        try:
-            changes = self.repo.branch(branch).uncommitted(prefix=prefix or "")
-            return [Change(c.path, c.type, c.size_bytes) for c in changes]
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, "list uncommitted changes", branch) from exc
+        with self._api("list uncommitted changes", branch):
+            return [Change(c.path, c.type, c.size_bytes) for c in self.repo.branch(branch).uncommitted(prefix=prefix or "")]
 
     def put_object(self, branch: str, path: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Upload one (small) object to a branch, uncommitted."""
         self.require_branch(branch)
-        try:
+        with self._api(f"upload {path}", branch):
             self.repo.branch(branch).object(path).upload(data, content_type=content_type)
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, f"upload {path}", branch) from exc
 
     def read_object(self, ref: str, path: str) -> bytes:
-        try:
+        with self._api(f"read {path}", ref):
             with self.repo.ref(ref).object(path).reader(mode="rb") as handle:
                 return handle.read()
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, f"read {path}", ref) from exc
+
+    def object_exists(self, ref: str, path: str) -> bool:
+        with self._api(f"look up {path}", ref):
+            return bool(self.repo.ref(ref).object(path).exists())
 
     def reset_prefix(self, branch: str, prefix: str) -> None:
         """Drop the branch's uncommitted changes under `prefix` (used to undo a failed write)."""
-        try:
+        with self._api(f"reset uncommitted changes under {prefix!r}", branch):
             self.repo.branch(branch).reset_changes(path_type="common_prefix", path=prefix)
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, f"reset uncommitted changes under {prefix!r}", branch) from exc
+
+    def reset_branch(self, branch: str) -> None:
+        """Drop every uncommitted change of `branch`."""
+        with self._api("reset uncommitted changes", branch):
+            self.repo.branch(branch).reset_changes(path_type="reset")
 
     def objects(self, ref: str, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(path, size in bytes) of every object under `prefix` at `ref`."""
-        try:
+        with self._api(f"list objects under {prefix!r}", ref):
             for obj in self.repo.ref(ref).objects(prefix=prefix):
                 size = getattr(obj, "size_bytes", None)
                 if size is not None:
                     yield obj.path, int(size)
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, f"list objects under {prefix!r}", ref) from exc
 
     def size_bytes(self, ref: str, prefix: str) -> int:
         """Total stored bytes under `prefix` at `ref` (measured, not estimated)."""

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Mapping, Sequence
+from typing import ClassVar, Literal, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mlv_spark.config import Settings
 from mlv_spark.errors import CatalogError
 from mlv_spark.sql import path_exists, quote
 
 WriteMode = Literal["create", "overwrite", "append"]
+_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def split_table_name(name: str) -> tuple[str, str]:
-    """`namespace.table` (namespace may be dotted) -> (namespace, table)."""
-    parts = [p for p in name.split(".")]
+    """`namespace.table` (namespace may be dotted) -> (namespace, table). Every part is a plain
+    identifier: a '/' or a space would become a nested path or an unreadable location."""
+    parts = name.split(".") if isinstance(name, str) else []
     if len(parts) < 2 or not all(parts):
         raise CatalogError(f"table name {name!r} must be '<namespace>.<table>', e.g. 'ml_datasets.splits'")
+    bad = [p for p in parts if not _NAME_PART.match(p)]
+    if bad:
+        raise CatalogError(
+            f"table name {name!r}: {bad[0]!r} is not a plain identifier; use letters, digits and '_' "
+            "(starting with a letter or '_'), dots only between namespace and table, e.g. 'features.user_stats'"
+        )
     return ".".join(parts[:-1]), parts[-1]
 
 
@@ -40,31 +48,49 @@ class TableRef:
     def name(self) -> str:
         return f"{self.namespace}.{self.table}"
 
+    @property
+    def relative_path(self) -> str:
+        """Where the table's files live inside its ref (for lakeFS listings and diffs)."""
+        return "/".join([*self.namespace.split("."), self.table])
+
     def describe(self) -> str:
         at = f"@{self.ref}" if self.ref else ""
         return f"{self.catalog}:{self.name}{at} ({self.identifier or self.path})"
 
 
 class Catalog(ABC):
-    """One configured catalog. Subclasses set `type_name` and implement the hooks."""
+    """One configured catalog: a name and a flat property map (pyiceberg's `load_catalog(name,
+    **properties)` style). Subclasses set `type_name` and implement the hooks."""
 
     type_name: ClassVar[str]
     format: ClassVar[str]
     versioned: ClassVar[bool] = True  # whether tables live at lakeFS refs
 
-    def __init__(self, name: str, properties: Mapping[str, str], settings: Settings):
+    def __init__(self, name: str, **properties: str):
         self.name = name
-        self.properties = dict(properties)
-        self.settings = settings
+        self.properties = {str(k): str(v) for k, v in properties.items()}
+        if self.versioned and not self.properties.get("repository"):
+            raise CatalogError(f"catalog {name!r} ({self.type_name}) needs a 'repository' property")
+
+    @property
+    def repository(self) -> str:
+        return self.properties["repository"]
+
+    @property
+    def prefix(self) -> str:
+        """Path inside every ref under which tables live ('' for the ref's root)."""
+        return self.properties.get("prefix", "").strip("/")
 
     def for_repository(self, repository: str) -> "Catalog":
         """This catalog bound to another lakeFS repository (a distinct Spark catalog name when
         the plugin registers one, since Spark caches a catalog's settings by name)."""
         if not self.versioned:
             raise CatalogError(f"catalog {self.name!r} ({self.type_name}) is not on lakeFS")
+        if repository == self.repository:
+            return self
         suffix = "".join(c if c.isalnum() else "_" for c in repository)
-        name = self.name if repository == self.properties.get("repository") else f"{self.name}__{suffix}"
-        return type(self)(name, {**self.properties, "repository": repository}, self.settings)
+        base = self.properties.get("base-name", self.name)
+        return type(self)(f"{base}__{suffix}", **{**self.properties, "repository": repository, "base-name": base})
 
     def activate(self, spark: SparkSession) -> "Catalog":
         """Register this catalog's (runtime) settings in an existing session."""
@@ -91,6 +117,11 @@ class Catalog(ABC):
         if not self.versioned and ref:
             raise CatalogError(f"catalog {self.name!r} ({self.type_name}) is not on lakeFS; got ref {ref!r}")
 
+    def table_path(self, name: str) -> str:
+        """The table's directory inside a ref (prefix included)."""
+        namespace, table = split_table_name(name)
+        return "/".join(p for p in (self.prefix, *namespace.split("."), table) if p)
+
     def read(self, spark: SparkSession, table: TableRef) -> DataFrame:
         if table.identifier:
             return spark.table(table.identifier)
@@ -114,6 +145,8 @@ class Catalog(ABC):
             return
         spark_mode = {"create": "errorifexists", "overwrite": "overwrite", "append": "append"}[mode]
         path_writer = df.write.format(table.format).mode(spark_mode)
+        if mode == "overwrite":
+            path_writer = path_writer.option("overwriteSchema", "true")
         if partition_by:
             path_writer = path_writer.partitionBy(*partition_by)
         path_writer.save(table.path)
@@ -122,3 +155,11 @@ class Catalog(ABC):
         if table.identifier:
             return bool(spark.catalog.tableExists(table.identifier))
         return path_exists(spark, f"{table.path}/_delta_log")
+
+    def data_bytes(self, spark: SparkSession, table: TableRef) -> int:
+        """Bytes of the data files of the table's current version (from its metadata, no listing)."""
+        if table.identifier:  # Iceberg: the `files` metadata table of the current snapshot
+            row = spark.table(f"{table.identifier}.files").agg(F.sum("file_size_in_bytes")).first()
+            return int(row[0] or 0) if row else 0
+        row = spark.sql(f"DESCRIBE DETAIL delta.{quote(table.path or '')}").first()
+        return int(row["sizeInBytes"] or 0) if row else 0

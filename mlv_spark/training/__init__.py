@@ -15,7 +15,7 @@ from mlv_spark.training.feast_repo import (
     resolve_features,
 )
 from mlv_spark.training.historical import get_historical_features
-from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, point_in_time_join
+from mlv_spark.training.pit import ViewInput, ViewJoinSpec, point_in_time_join
 
 __all__ = [
     "FeatureRepo",

@@ -26,7 +26,6 @@ neither in the schema nor in the source is an error (Feast would silently join w
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import re
 import sys
@@ -41,9 +40,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import DataType
 
 from mlv_spark.errors import FeatureDefinitionError
+from mlv_spark.log import get_logger
 from mlv_spark.training.sources import Resolver, SourceColumns, SourceReader
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _LOAD_LOCK = threading.RLock()
 _INTERNAL_NAME = re.compile(r"^__|__$")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Sequence
@@ -10,12 +9,13 @@ from typing import Sequence
 from pyspark.sql import DataFrame, SparkSession
 
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
+from mlv_spark.log import get_logger
 from mlv_spark.sql import column
 from mlv_spark.training.feast_repo import FeatureRepo, RequestedView, load_feature_repo, resolve_features
-from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, point_in_time_join
+from mlv_spark.training.pit import ViewInput, ViewJoinSpec, point_in_time_join
 from mlv_spark.training.sources import LoadedSource, Resolver, SourceReader, nanos_to_timestamp
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def get_historical_features(

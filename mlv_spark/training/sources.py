@@ -16,7 +16,6 @@ feature values become microsecond timestamps (``nanos_to_timestamp``).
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, LongType, TimestampNTZType, TimestampType
 
 from mlv_spark.errors import FeatureDefinitionError
+from mlv_spark.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
 _CONF_LOCK = threading.Lock()

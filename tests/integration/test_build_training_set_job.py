@@ -11,14 +11,16 @@ from datetime import datetime, timedelta
 import pytest
 from chispa import assert_df_equality
 
-from mlv_spark.catalogs import load_catalog
+from mlv_spark.catalogs import Tables, profile_catalog
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError, SplitVersionError
 from mlv_spark.fingerprint import content_fingerprint
-from mlv_spark.split_index import SplitParams
-from mlv_spark.split_versions import compute_split_version
-from mlv_spark.tables import Tables
+from mlv_spark.lakefs import pin_path
+from mlv_spark.splits import SplitParams
+from mlv_spark.splits.index import SplitVersion
 from mlv_spark.training import get_historical_features
-from mlv_spark.training_sets import build_training_set, entity_rows
+from mlv_spark.workflows.registry import SplitRegistry
+from mlv_spark.workflows.split_version import compute_split_version
+from mlv_spark.workflows.training_set import build_training_set
 
 from tests.integration.helpers import run_job
 
@@ -51,15 +53,14 @@ def stack(spark, settings, lakefs_repo, tmp_path):
         [(u, T0 + timedelta(days=d), T0 + timedelta(days=d, minutes=1), float(u * 100 + d), u + d)
          for u in range(0, 120, 2) for d in range(0, 14, 3)],
         "user_id long, event_timestamp timestamp, created timestamp, spend_7d double, n_txn long")
-    catalog = load_catalog("lakefs", settings).for_repository(lakefs_repo.repository).activate(spark)
+    catalog = profile_catalog(settings, "lakefs", lakefs_repo.repository).activate(spark)
     tables = Tables(spark, catalog, lakefs_repo)
     tables.write(entities, "features.labels", "main")
     tables.write(features, "features.user_stats", "main")
     lakefs_repo.commit("main", "entities and features")
-    compute_split_version(spark, tables, lakefs_repo, SplitParams(
-        source_table="features.labels", source_ref="main", entity_key=("user_id",),
-        time_column="event_timestamp", ratios={"train": 0.7, "val": 0.15, "test": 0.15}, seed=3,
-        stratify_by=("label",)), "v1", "main", measure_storage=False)
+    params = SplitParams.of(entity_key="user_id", time_column="event_timestamp",
+                            ratios={"train": 0.7, "val": 0.15, "test": 0.15}, seed=3, stratify_by="label")
+    compute_split_version(spark, tables, lakefs_repo, SplitVersion("v1", "features.labels", "main", params), "main")
     repo_dir = tmp_path / "feature_repo"
     repo_dir.mkdir()
     (repo_dir / "feature_store.yaml").write_text(textwrap.dedent("""\
@@ -90,7 +91,7 @@ def test_training_set_job_is_pinned_filtered_and_fingerprinted(spark, stack, tmp
 
     written = spark.read.parquet(f"s3a://{lk.repository}/{lineage['output_commit']}/training_sets/fraud")
     assert content_fingerprint(written).digest == lineage["fingerprint"]
-    entities, _ = entity_rows(tables, commit, "v1", ["train", "val"])
+    entities, _, _ = SplitRegistry(tables, commit).entity_rows("v1", ["train", "val"])
     assert written.count() == entities.count() == lineage["row_count"]
     expected = get_historical_features(
         spark, entities, feature_repo=repo_dir, features="fraud_model",
@@ -152,8 +153,6 @@ def test_a_pandas_written_file_source_in_lakefs_is_read_at_a_commit(spark, spark
     import io
 
     import pandas as pd
-
-    from mlv_spark.training_sets import pin_path
 
     at = pd.Timestamp("2024-03-01", tz="UTC")
 

@@ -7,10 +7,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from mlv_spark.catalogs import load_catalog
+from mlv_spark.catalogs import Tables, profile_catalog
 from mlv_spark.errors import MergeConflictError, RefNotFoundError, RefNotWritableError
 from mlv_spark.lakefs import LakeFS
-from mlv_spark.tables import Tables
 
 pytestmark = pytest.mark.integration
 TABLE = "features.users"
@@ -26,7 +25,7 @@ def assert_rows(actual: DataFrame, expected: DataFrame) -> None:
 
 @pytest.fixture(params=["lakefs", "delta"], ids=["iceberg", "delta"])
 def tables(request, spark, settings, lakefs_repo: LakeFS) -> Tables:
-    catalog = load_catalog(request.param, settings).for_repository(lakefs_repo.repository).activate(spark)
+    catalog = profile_catalog(settings, request.param, lakefs_repo.repository).activate(spark)
     return Tables(spark, catalog, lakefs_repo)
 
 

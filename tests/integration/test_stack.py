@@ -7,8 +7,7 @@ import urllib.request
 import pytest
 from chispa import assert_df_equality
 
-from mlv_spark.catalogs import load_catalog
-from mlv_spark.tables import Tables
+from mlv_spark.catalogs import Tables, load_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +25,7 @@ def test_session_is_utc_with_iceberg_and_delta_extensions(spark, services):
 
 
 def test_local_iceberg_catalog_round_trip(spark, settings, services, tmp_path):
-    catalog = load_catalog("local", settings)
-    catalog.properties["warehouse"] = str(tmp_path / "wh")
-    catalog = type(catalog)("local_t", catalog.properties, settings).activate(spark)
+    catalog = load_catalog("local_t", type="local-iceberg", warehouse=str(tmp_path / "wh")).activate(spark)
     tables = Tables(spark, catalog, None)
     df = spark.createDataFrame([(1, "a"), (2, "b")], "id long, v string")
     tables.write(df, "scratch.t")

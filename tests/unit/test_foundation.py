@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mlv_spark.catalogs import CATALOG_TYPES, load_catalog
+from mlv_spark.catalogs import CATALOG_TYPES, load_catalog, profile_catalog
 from mlv_spark.config import load_settings
-from mlv_spark.errors import CatalogError, ConfigError, InvalidRefNameError
-from mlv_spark.lakefs import validate_branch_name, validate_tag_name
+from mlv_spark.errors import CatalogError, ConfigError, InvalidInputError, InvalidRefNameError
+from mlv_spark.lakefs import LakeFSLocation, pin_path, validate_branch_name, validate_tag_name
 from mlv_spark.session import lakefs_s3a_conf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,12 +67,12 @@ def test_invalid_tag_names(name):
 def test_catalog_plugins_turn_refs_into_identifiers_and_paths():
     settings = load_settings("local", conf_dir=REPO / "conf", env={})
     assert set(CATALOG_TYPES) == {"lakefs-iceberg", "lakefs-delta", "local-iceberg"}
-    iceberg = load_catalog("lakefs", settings)
+    iceberg = profile_catalog(settings, "lakefs")
     assert iceberg.table("ml_datasets.splits", "exp-1").identifier == "`lakefs`.`exp-1`.`ml_datasets`.`splits`"
     assert iceberg.spark_conf()["spark.sql.catalog.lakefs.catalog-impl"] == "io.mlvspark.iceberg.LakeFSRefCatalog"
-    delta = load_catalog("delta", settings)
+    delta = profile_catalog(settings, "delta")
     assert delta.table("features.users", "main").path == "s3a://ml-data/main/features/users"
-    local = load_catalog("local", settings)
+    local = profile_catalog(settings, "local")
     assert local.table("a.b").identifier == "`local`.`a`.`b`"
     bound = iceberg.for_repository("other-repo")
     assert bound.name == "lakefs__other_repo"
@@ -82,13 +82,60 @@ def test_catalog_plugins_turn_refs_into_identifiers_and_paths():
 def test_catalog_errors_name_the_problem():
     settings = load_settings("local", conf_dir=REPO / "conf", env={})
     with pytest.raises(CatalogError, match="unknown catalog 'hive'"):
-        load_catalog("hive", settings)
+        profile_catalog(settings, "hive")
     with pytest.raises(CatalogError, match="needs a lakeFS ref"):
-        load_catalog("lakefs", settings).table("a.b")
+        profile_catalog(settings, "lakefs").table("a.b")
     with pytest.raises(CatalogError, match="'<namespace>.<table>'"):
-        load_catalog("lakefs", settings).table("justtable", "main")
+        profile_catalog(settings, "lakefs").table("justtable", "main")
     with pytest.raises(CatalogError, match="not on lakeFS"):
-        load_catalog("local", settings).table("a.b", "main")
+        profile_catalog(settings, "local").table("a.b", "main")
+    with pytest.raises(CatalogError, match="unknown type 'hive'"):
+        load_catalog("h", type="hive")
+    with pytest.raises(CatalogError, match="needs a 'repository' property"):
+        load_catalog("x", type="lakefs-iceberg")
+
+
+def test_catalogs_load_pyiceberg_style_from_a_flat_property_map_and_import_their_plugin_lazily():
+    import subprocess
+    import sys
+
+    catalog = load_catalog("lk", type="lakefs-iceberg", repository="repo-a", prefix="warehouse")
+    assert catalog.table("ns.t", "main").identifier == "`lk`.`main`.`ns`.`t`"
+    assert catalog.spark_conf()["spark.sql.catalog.lk.lakefs.prefix"] == "warehouse"
+    assert catalog.table_path("ns.t") == "warehouse/ns/t"
+    probe = ("import sys, mlv_spark.catalogs as c; assert 'mlv_spark.catalogs.delta' not in sys.modules; "
+             "c.load_catalog('d', type='lakefs-delta', repository='r'); assert 'mlv_spark.catalogs.delta' in sys.modules")
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("name", ["a/b.c", "features.user stats", "features.a-b", "../x.y", "ns..t", "ns.1t"])
+def test_table_names_are_plain_identifiers_so_they_never_become_nested_paths(name):
+    catalog = load_catalog("lk", type="lakefs-iceberg", repository="repo-a")
+    with pytest.raises(CatalogError, match=r"table name"):
+        catalog.table(name, "main")
+
+
+def test_lakefs_locations_parse_from_every_scheme_and_pin_to_a_commit():
+    commit = "c" * 64
+    for text in ("lakefs://repo/main/a/b", "s3a://repo/main/a/b/", "s3://repo/main//a/b"):
+        assert LakeFSLocation.parse(text) == LakeFSLocation("repo", "main", "a/b")
+    assert LakeFSLocation.parse("lakefs://repo/main") == LakeFSLocation("repo", "main", "")
+    assert LakeFSLocation.parse("/tmp/x") is None and LakeFSLocation.parse("file:///tmp/x") is None
+    assert pin_path("lakefs://repo/exp-1/features/x", "repo", commit) == f"s3a://repo/{commit}/features/x"
+    assert pin_path("s3a://other/main/x", "repo", commit) == "s3a://other/main/x"
+    location = LakeFSLocation("repo", "main", "training_sets/a")
+    assert location.overlaps("training_sets") and location.overlaps("training_sets/a/b")
+    assert not location.overlaps("training_sets/ab") and not location.overlaps("ml_datasets")
+    with pytest.raises(InvalidInputError, match="needs a repository and a ref"):
+        LakeFSLocation.parse("lakefs://repo")
+    with pytest.raises(InvalidInputError, match=r"'\.\.'"):
+        LakeFSLocation.parse("lakefs://repo/main/a/../ml_datasets")
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "70000", "-1", ""])
+def test_a_bad_service_port_is_a_config_error_naming_the_variable(port):
+    with pytest.raises(ConfigError, match=r"MLV_SERVICES_LAKEFS_PORT"):
+        load_settings("local", conf_dir=REPO / "conf", env={"MLV_SERVICES_LAKEFS_PORT": port})
 
 
 def test_s3a_conf_targets_the_lakefs_gateway_path_style():
@@ -103,7 +150,7 @@ def test_s3a_conf_targets_the_lakefs_gateway_path_style():
 def test_missing_jars_or_lakefs_binary_fail_with_the_fix(tmp_path, monkeypatch):
     from mlv_spark.errors import ServiceUnavailableError
     from mlv_spark.jvm import local_jars
-    from mlv_spark.services import lakefs_binary
+    from mlv_spark.devstack import lakefs_binary
 
     monkeypatch.setenv("MLV_JAR_DIR", str(tmp_path))
     monkeypatch.setenv("MLV_LAKEFS_BINARY", str(tmp_path / "lakefs"))

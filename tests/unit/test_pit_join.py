@@ -12,16 +12,17 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, TimestampNTZType, TimestampType
 
 from mlv_spark.errors import FeatureDefinitionError, InvalidInputError
-from mlv_spark.training import pit_join
-from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, _TtlFilter, point_in_time_join
+from mlv_spark.training.pit import CARRY_CONF, ViewInput, ViewJoinSpec, point_in_time_join
+from mlv_spark.training.pit import carry as pit_carry
+from mlv_spark.training.pit.ttl import TtlFilter
 
 
 @pytest.fixture(autouse=True, params=["jvm", "window"])
 def carry(request, spark) -> str:
     """Every rule must hold for both carry-forwards: the JVM scan and the window."""
-    spark.conf.set(pit_join.CARRY_CONF, request.param)
+    spark.conf.set(CARRY_CONF, request.param)
     yield request.param
-    spark.conf.set(pit_join.CARRY_CONF, "jvm")
+    spark.conf.set(CARRY_CONF, "jvm")
 
 
 def ts(text: str) -> datetime:
@@ -273,7 +274,7 @@ def test_inputs_large_enough_shuffle_into_exactly_the_configured_partitions(spar
         spark.conf.set("spark.sql.shuffle.partitions", "9")
         small, shuffled = pass_shuffle(*on_disk)
         assert shuffled == unpinned
-        monkeypatch.setattr(pit_join, "_PIN_BYTES_PER_PARTITION", 1)
+        monkeypatch.setattr(pit_carry, "PIN_BYTES_PER_PARTITION", 1)
         large, shuffled = pass_shuffle(*on_disk)
         assert shuffled == "pinned 9"
         assert_df_equality(large, small, ignore_row_order=True)
@@ -318,7 +319,7 @@ def test_ttl_pruning_drops_only_feature_rows_no_entity_row_can_see(spark):
         (2, ts("1969-12-01 00:00"), None, 6.0),  # before 1970, outside it
         (3, ts("2024-03-10 12:00"), None, 7.0),  # a key without entity rows
     ])
-    ttl_filter = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1))
+    ttl_filter = TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1))
     kept = ttl_filter.apply(feats, ["driver_id"], "unix_micros(ts)")
     assert kept.columns == feats.columns
     # the slot and bucket of a row are computed once: no inferred IS NOT NULL filter recomputes them
@@ -360,11 +361,11 @@ def test_ttl_pruning_changes_no_result(spark, carry):
         return point_in_time_join(ents, views, full_feature_names=True, **options)
 
     def filtered(**options) -> bool:  # the TTL filter's bitmap column is in the plan
-        spark.conf.set(pit_join.CARRY_CONF, "window")  # the scan's plan is inside its RDD
+        spark.conf.set(CARRY_CONF, "window")  # the scan's plan is inside its RDD
         try:
             return "__mlv_bits" in joined(**options)._jdf.queryExecution().optimizedPlan().toString()
         finally:
-            spark.conf.set(pit_join.CARRY_CONF, carry)
+            spark.conf.set(CARRY_CONF, carry)
 
     assert filtered() and not filtered(prune_by_ttl=False)  # on by default
     pruned, plain = joined(), joined(prune_by_ttl=False)

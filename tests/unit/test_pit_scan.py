@@ -14,8 +14,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlv_spark.errors import ConfigError
-from mlv_spark.training import pit_join
-from mlv_spark.training.pit_join import ViewInput, ViewJoinSpec, _TtlFilter, point_in_time_join
+from mlv_spark.training.pit import CARRY_CONF, ViewInput, ViewJoinSpec, point_in_time_join
+from mlv_spark.training.pit import carry as pit_carry, join as pit_join
+from mlv_spark.training.pit.ttl import TtlFilter
 
 
 @pytest.fixture()
@@ -23,10 +24,10 @@ def carry(spark):
     """Sets the carry-forward for one call: carry("window")."""
 
     def use(mode: str) -> None:
-        spark.conf.set(pit_join.CARRY_CONF, mode)
+        spark.conf.set(CARRY_CONF, mode)
 
     yield use
-    spark.conf.set(pit_join.CARRY_CONF, "jvm")
+    spark.conf.set(CARRY_CONF, "jvm")
 
 
 def _inputs(spark: SparkSession) -> tuple[DataFrame, list[ViewInput]]:
@@ -124,13 +125,13 @@ def test_small_inputs_give_the_ttl_filter_the_scans_partition_count(spark, carry
     small to pin (local[2]: 2), and leaves the filter's count to Spark with the window."""
     ents, views = _inputs(spark)
     counts: list[int | None] = []
-    build = _TtlFilter.build
+    build = TtlFilter.build
 
     def recording(*args, **kwargs):
         counts.append(kwargs.get("partitions", args[4] if len(args) > 4 else None))
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(_TtlFilter, "build", staticmethod(recording))
+    monkeypatch.setattr(TtlFilter, "build", staticmethod(recording))
     spark.conf.set("spark.sql.shuffle.partitions", "9")
     try:
         for mode, expected in (("jvm", 2), ("window", None)):
@@ -146,11 +147,11 @@ def test_the_ttl_filter_aggregates_in_the_scans_partitions(spark):
     """The scan's plan has no adaptive execution to merge the TTL filter's shuffle: with small
     inputs its aggregation runs in the passes' partition count, not spark.sql.shuffle.partitions."""
     ents, _ = _inputs(spark)
-    table = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1), partitions=3).table
+    table = TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1), partitions=3).table
     plan = table._jdf.queryExecution().executedPlan().toString().split("Initial Plan")[-1]
     assert plan.count("Exchange") == 1, plan
     assert re.search(r"Exchange hashpartitioning\(__mlv_pk#\w+, 3\), REPARTITION_BY_NUM", plan), plan
-    default = _TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1)).table
+    default = TtlFilter.build(ents, "event_timestamp", ["__mlv_x0"], timedelta(days=1)).table
     assert_df_equality(table, default, ignore_row_order=True)
 
 
@@ -164,7 +165,7 @@ def test_a_scan_that_cannot_be_built_falls_back_to_the_window_under_auto_only(sp
     ents, views = _inputs(spark)
     carry("window")
     expected = point_in_time_join(ents, views, full_feature_names=True)
-    monkeypatch.setattr(pit_join, "_carry_scan", lambda session: pit_join._Scan(spark._jvm.java.lang.String, strict))
+    monkeypatch.setattr(pit_join, "carry_scan", lambda session: pit_carry.Scan(spark._jvm.java.lang.String, strict))
     if strict:
         with pytest.raises(Py4JError):
             point_in_time_join(ents, views, full_feature_names=True)
@@ -172,11 +173,11 @@ def test_a_scan_that_cannot_be_built_falls_back_to_the_window_under_auto_only(sp
     warnings: list[str] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
-    pit_join.log.addHandler(handler)
+    pit_carry.log.addHandler(handler)
     try:
         fallen_back = point_in_time_join(ents, views, full_feature_names=True)
     finally:
-        pit_join.log.removeHandler(handler)
+        pit_carry.log.removeHandler(handler)
     assert any("the JVM scan failed" in w for w in warnings), warnings
     assert not _scanned(fallen_back)
     assert_df_equality(fallen_back, expected, ignore_row_order=True)

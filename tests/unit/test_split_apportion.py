@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from mlv_spark.errors import InvalidInputError
-from mlv_spark.split_apportion import (
+from mlv_spark.splits.apportion import (
     hash_thresholds,
     largest_remainder,
     new_entity_quotas,
     parse_ratios,
     tie_rank,
 )
-from mlv_spark.split_cuts import (
+from mlv_spark.splits.cuts import (
     Cut,
     StratumHistogram,
     Unresolved,
@@ -183,7 +183,7 @@ def test_weighted_atoms_go_where_their_midpoint_falls() -> None:
 
 
 def test_a_stratum_id_standing_for_two_strata_is_refused() -> None:
-    from mlv_spark.split_exact import StratumIdCollisionError, _check_stratum_ids
+    from mlv_spark.splits.exact import StratumIdCollisionError, _check_stratum_ids
 
     one_each = {"sid": np.array([7, 7, -3, 7]), "rotation": np.array([11, 11, 5, 11])}
     _check_stratum_ids(one_each)  # repeated rows of the same stratum are fine

@@ -1,4 +1,4 @@
-"""Pure parts of the split index: parameters, version immutability, key encoding."""
+"""Pure parts of the split index: the version definition, version immutability, key encoding."""
 
 from __future__ import annotations
 
@@ -6,38 +6,50 @@ import pytest
 from chispa import assert_df_equality
 
 from mlv_spark.errors import InvalidInputError, SplitVersionError
-from mlv_spark.split_index import SplitParams, check_version, decode_entity_key, encode_entity_key, version_record
+from mlv_spark.splits import SplitParams
+from mlv_spark.splits.index import SplitVersion, check_version, decode_entity_key, encode_entity_key, version_record
 
 
-def params(**overrides) -> SplitParams:
-    base = dict(source_table="features.labels", source_ref="main", entity_key=("user_id",),
-                time_column="event_timestamp", ratios={"train": 0.8, "test": 0.2}, seed=1)
-    return SplitParams(**{**base, **overrides})
+def version(name: str = "v1", previous_version: str | None = None, **overrides) -> SplitVersion:
+    base = dict(entity_key=("user_id",), time_column="event_timestamp", ratios={"train": 0.8, "test": 0.2}, seed=1)
+    return SplitVersion(name, "features.labels", "main", SplitParams.of(**{**base, **overrides}), previous_version)
 
 
 def test_params_hash_is_stable_and_sensitive_to_every_parameter():
-    assert params().params_hash == params().params_hash
-    assert params(seed=2).params_hash != params().params_hash
-    assert params(ratios={"train": 0.7, "test": 0.3}).params_hash != params().params_hash
+    assert version().params_hash == version().params_hash
+    assert version(seed=2).params_hash != version().params_hash
+    assert version(ratios={"train": 0.7, "test": 0.3}).params_hash != version().params_hash
+    assert version(stratify_by="label").params_hash != version().params_hash
+    assert version(previous_version="v0").params_hash != version().params_hash
+    assert version().with_key_types({"user_id": "bigint"}).params_hash != version().params_hash
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(ratios={"train": 0.5}), "sum to 0.5"),
-    (dict(entity_key=()), "entity_key is empty"),
-    (dict(time_column=""), "time_column is empty"),
-    (dict(previous_version="v1", cutoff="2024-01-01"), "out-of-time"),
+def test_a_version_round_trips_through_its_registry_record():
+    original = version(stratify_by="label", cutoff="2024-01-01", future_splits=["test"]).with_key_types({"user_id": "bigint"})
+    record = version_record(original, "c" * 64, {"train": 8, "test": 2})
+    assert SplitVersion.from_record(record) == original
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: version(ratios={"train": 0.5}), "sum to 0.5"),
+    (lambda: version(entity_key=()), "entity_key is empty"),
+    (lambda: version(time_column=None), "time_column is empty"),
+    (lambda: version(previous_version="v1", cutoff="2024-01-01"), "out-of-time"),
+    (lambda: version(name="v 1"), "split version 'v 1' must be"),
+    (lambda: version(name=""), "split version '' must be"),
+    (lambda: version(name="a/b"), "split version 'a/b' must be"),
 ])
-def test_bad_parameters_are_refused_before_any_work(bad, message):
+def test_bad_parameters_are_refused_before_any_work(build, message):
     with pytest.raises(InvalidInputError, match=message):
-        params(**bad).validate()
+        build().validate()
 
 
 def test_versions_are_immutable():
-    record = version_record(params(), "v1", "c" * 64, {"train": 8, "test": 2})
-    assert check_version(None, params(), "v1") is False
-    assert check_version(record, params(), "v1") is True
+    record = version_record(version(), "c" * 64, {"train": 8, "test": 2})
+    assert check_version(None, version()) is False
+    assert check_version(record, version()) is True
     with pytest.raises(SplitVersionError, match=r"\(seed differ\)"):
-        check_version(record, params(seed=9), "v1")
+        check_version(record, version(seed=9))
 
 
 def test_composite_keys_encode_without_collisions_and_decode_to_their_types(spark):

@@ -14,8 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlv_spark.errors import ConfigError
-from mlv_spark.split_cuts import merge_partial_histograms
-from mlv_spark.split_exact import HISTOGRAM_CONF
+from mlv_spark.splits.cuts import merge_partial_histograms
+from mlv_spark.splits.exact import HISTOGRAM_CONF
 from mlv_spark.splits import assign_splits
 from tests.unit.test_splits import RATIOS, _capture_split_logs, build_events
 
@@ -131,7 +131,7 @@ def test_a_sketch_that_cannot_be_built_falls_back_under_auto_only(
     says so, `jvm` raises."""
     from py4j.protocol import Py4JError
 
-    from mlv_spark import split_exact
+    from mlv_spark.splits import exact as split_exact
 
     events = build_events(spark, scale=0.1)
     histogram("spark")

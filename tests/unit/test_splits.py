@@ -290,15 +290,13 @@ def test_a_cut_that_needs_its_key_orders_entities_of_equal_hash_by_key(spark: Sp
     """Two entities sharing a 64-bit hash at a cut (odds ~1e-6 in 5 M entities, so the data is
     made by hand): the cut table then carries the cut entity's key, and the final pass's
     comparison orders equal hashes by key; kept entities keep their split."""
-    from mlv_spark.split_exact import _split_from_cuts
-    from mlv_spark.split_spec import SplitSpec, entity_tie, internal
+    from mlv_spark.splits import SplitParams
+    from mlv_spark.splits.exact import _split_from_cuts
+    from mlv_spark.splits.spec import SplitSpec, entity_tie, internal
 
     table = spark.createDataFrame([("b",)], "user_id string")
-    spec = SplitSpec.build(
-        table, entity_key="user_id", ratios={"a": 0.5, "b": 0.5}, seed=1, stratify_by=None, group_by=None,
-        previous=None, time_column=None, cutoff=None, gap=None, future_splits=None, exclude_train_entities=False,
-        method="exact", per_row=False, one_row_per_entity=True, buckets=16,
-    )  # fmt: skip
+    params = SplitParams.of(entity_key="user_id", ratios={"a": 0.5, "b": 0.5}, seed=1)
+    spec = SplitSpec.build(table, params, one_row_per_entity=True, buckets=16)
     rows = spark.createDataFrame(
         [("4", 4, None), ("b", 5, None), ("c", 5, None), ("d", 5, None), ("6", 6, None), ("a", 9, 0)],
         "k string, h long, prev int",

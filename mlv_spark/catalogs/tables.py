@@ -10,8 +10,7 @@ from typing import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from mlv_spark.catalogs import Catalog, TableRef
-from mlv_spark.catalogs.base import WriteMode
+from mlv_spark.catalogs.base import Catalog, TableRef, WriteMode
 from mlv_spark.errors import CatalogError
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.log import get_logger
@@ -46,6 +45,13 @@ class Tables:
         if self.catalog.versioned and self.lakefs is not None:
             self.lakefs.resolve(ref or "")
         return self.catalog.exists(self.spark, table)
+
+    def data_bytes(self, name: str, ref: str | None = None) -> int:
+        """Bytes of table `name`'s current data files at `ref`."""
+        table = self.catalog.table(name, ref)
+        if not self.catalog.exists(self.spark, table):
+            raise CatalogError(f"table {table.describe()} does not exist")
+        return self.catalog.data_bytes(self.spark, table)
 
     def write(self, df: DataFrame, name: str, branch: str | None = None, mode: WriteMode = "create",
               partition_by: Sequence[str] = ()) -> TableRef:

@@ -1,25 +1,18 @@
-"""Ref-relative Iceberg catalog (java/lakefs-iceberg-catalog) against simulated lakeFS refs.
+"""The ref-relative Iceberg catalog (java/lakefs-iceberg-catalog) on a file-backed root.
 
-lakeFS exposes a ref (branch, tag, commit) as a path prefix ``s3a://<repo>/<ref>/``. Here a ref is
-a directory ``<tmp>/<repo>/<ref>/`` and the catalog's root-uri-template is
-``file://<tmp>/{repo}/{ref}``:
-
-* branch / tag  = copy a ref directory to a new one,
-* merge         = copy the files the branch added or changed over the target ref,
-* delete branch = remove its directory.
-
-The point of every test: Iceberg metadata written through LakeFSRefCatalog holds only
-ref-relative paths, so a table keeps working after it is merged into another ref and the ref it
-was written on is gone. No lakeFS server is needed: the module registers its own file-backed
-catalogs (`reflocal`, `reflocal_pfx`) on the shared test session, whose class path must hold the
-Iceberg Spark runtime and the catalog jar from `make bootstrap` (.cache/jars).
+`LakeFSRefCatalog` resolves every path against the root of a ref, `<root-uri-template>` with
+`{repo}` and `{ref}` filled in. Here the template is ``file://<tmp>/{repo}/{ref}``, so a ref is
+just a directory: these tests check what the catalog itself does — create, write, row-level
+operations, namespaces, maintenance procedures, optimistic concurrency, a path prefix — and
+that nothing it records names the ref or the root. What happens across lakeFS branches, merges
+and tags is tested against a real lakeFS in tests/integration/test_ref_catalog_on_lakefs.py.
+The catalogs `reflocal` and `reflocal_pfx` are registered on the shared test session, whose
+class path must hold the Iceberg Spark runtime and the catalog jar from `make bootstrap`.
 """
 
 from __future__ import annotations
 
-import filecmp
 import os
-import shutil
 import tomllib
 import zlib
 from datetime import datetime, timedelta, timezone
@@ -32,7 +25,7 @@ from py4j.java_gateway import JavaClass
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ref_catalogs")]
+pytestmark = [pytest.mark.usefixtures("ref_catalogs")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG_JAR_NAME = "mlv-lakefs-iceberg-0.1.0.jar"
@@ -50,38 +43,14 @@ def _iceberg_runtime_jar() -> Path:
     raise AssertionError("no iceberg-spark-runtime in [tool.mlv-spark.jvm].jars of pyproject.toml")
 
 
-# --------------------------------------------------------------------------------------------
-# simulated lakeFS
-
-
-class Lake:
-    """A lakeFS repository simulated with one directory per ref."""
+class Refs:
+    """The file-backed root: one directory per ref of one repository."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.ref_dir("main").mkdir(parents=True)
 
     def ref_dir(self, ref: str) -> Path:
         return self.root / REPO / ref
-
-    def branch(self, source: str, new: str) -> None:
-        assert not self.ref_dir(new).exists(), new
-        shutil.copytree(self.ref_dir(source), self.ref_dir(new))
-
-    tag = branch
-
-    def merge(self, source: str, target: str) -> None:
-        """Copy every file the source added or changed over the target (no conflicts here)."""
-        src, dst = self.ref_dir(source), self.ref_dir(target)
-        for path in src.rglob("*"):
-            if path.is_file():
-                out = dst / path.relative_to(src)
-                if not out.exists() or not filecmp.cmp(path, out, shallow=False):
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, out)
-
-    def delete_branch(self, ref: str) -> None:
-        shutil.rmtree(self.ref_dir(ref))
 
     def files(self, ref: str, sub: str = "") -> list[Path]:
         return sorted(p for p in (self.ref_dir(ref) / sub).rglob("*") if p.is_file())
@@ -160,12 +129,12 @@ def recorded_content(path: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
-    return Lake(tmp_path_factory.mktemp("lakefs"))
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Refs:
+    return Refs(tmp_path_factory.mktemp("refs"))
 
 
 @pytest.fixture(scope="module")
-def ref_catalogs(spark: SparkSession, lake: Lake):
+def ref_catalogs(spark: SparkSession, lake: Refs):
     """Registers the file-backed ref catalogs on the shared session (the JVM and its class path
     are shared by the whole pytest process; Spark accepts new catalogs at runtime)."""
     if not isinstance(spark._jvm.io.mlvspark.iceberg.LakeFSRefCatalog, JavaClass) or not isinstance(
@@ -228,7 +197,7 @@ BASE = [(1, "cat"), (2, "dog"), (3, "eel")]
 # tests
 
 
-def test_create_insert_read_on_main(spark: SparkSession, lake: Lake) -> None:
+def test_create_insert_read_on_a_ref(spark: SparkSession, lake: Refs) -> None:
     create_table(spark, "reflocal.main.ml.t1", BASE)
     spark.sql("INSERT INTO reflocal.main.ml.t1 VALUES (4, 'fox')")
 
@@ -242,26 +211,17 @@ def test_create_insert_read_on_main(spark: SparkSession, lake: Lake) -> None:
     assert location.first()["data_type"] == "ml/t1"
 
 
-def test_branch_writes_do_not_touch_main(spark: SparkSession, lake: Lake) -> None:
+def test_refs_are_separate_roots(spark: SparkSession, lake: Refs) -> None:
     create_table(spark, "reflocal.main.ml.t2", BASE)
-    lake.branch("main", "exp2")
-    main_files_before = lake.files("main", "ml/t2")
-
-    spark.sql("INSERT INTO reflocal.exp2.ml.t2 VALUES (10, 'new')")
-    assert_rows(spark, "reflocal.exp2.ml.t2", [*BASE, (10, "new")])
-    rows(spark, [(20, "only")]).writeTo("reflocal.exp2.ml.t2").overwritePartitions()
-    assert_rows(spark, "reflocal.exp2.ml.t2", [(20, "only")])
-
+    create_table(spark, "reflocal.other2.ml.t2", [(20, "only")])
     assert_rows(spark, "reflocal.main.ml.t2", BASE)
-    # with absolute paths the branch's writes would land under main's prefix
-    assert lake.files("main", "ml/t2") == main_files_before
-    assert any(p.name.endswith(".parquet") for p in lake.files("exp2", "ml/t2/data"))
+    assert_rows(spark, "reflocal.other2.ml.t2", [(20, "only")])
+    assert any(p.name.endswith(".parquet") for p in lake.files("other2", "ml/t2/data"))
 
 
-def test_recorded_paths_are_ref_relative(spark: SparkSession, lake: Lake) -> None:
+def test_recorded_paths_never_name_the_ref_or_the_root(spark: SparkSession, lake: Refs) -> None:
     mor = "'format-version'='2', 'write.delete.mode'='merge-on-read'"
-    create_table(spark, "reflocal.main.ml.t3", BASE, mor)
-    lake.branch("main", "exp3")
+    create_table(spark, "reflocal.exp3.ml.t3", BASE, mor)
     spark.sql("INSERT INTO reflocal.exp3.ml.t3 VALUES (30, 'x'), (31, 'y')")
     spark.sql("DELETE FROM reflocal.exp3.ml.t3 WHERE id IN (2, 30)")  # position deletes
     assert_rows(spark, "reflocal.exp3.ml.t3", [(1, "cat"), (3, "eel"), (31, "y")])
@@ -285,67 +245,31 @@ def test_recorded_paths_are_ref_relative(spark: SparkSession, lake: Lake) -> Non
     assert all(count > 0 for count in seen.values()), seen
 
 
-def test_merge_then_delete_branch_then_read_at_tag(spark: SparkSession, lake: Lake) -> None:
-    create_table(spark, "reflocal.main.ml.t4", BASE)
-    lake.branch("main", "exp4")
-    spark.sql("INSERT INTO reflocal.exp4.ml.t4 VALUES (40, 'merged')")
-    spark.sql("DELETE FROM reflocal.exp4.ml.t4 WHERE id = 1")
-    expected = [(2, "dog"), (3, "eel"), (40, "merged")]
-    # a table born on the branch: with absolute paths its metadata would name exp4
-    create_table(spark, "reflocal.exp4.ml.t4new", [(44, "born-on-branch")])
-    spark.sql("INSERT INTO reflocal.exp4.ml.t4new VALUES (45, 'second')")
-
-    lake.merge("exp4", "main")
-    lake.delete_branch("exp4")
-    assert_rows(spark, "reflocal.main.ml.t4", expected)
-    assert_rows(spark, "reflocal.main.ml.t4new", [(44, "born-on-branch"), (45, "second")])
-
-    # a tag is a frozen copy: later writes to main are invisible at the tag
-    lake.tag("main", "v4")
-    spark.sql("INSERT INTO reflocal.main.ml.t4 VALUES (41, 'after-tag')")
-    assert_rows(spark, "reflocal.v4.ml.t4", expected)
-    assert_rows(spark, "reflocal.main.ml.t4", [*expected, (41, "after-tag")])
-
-
 @pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
-def test_row_level_operations_on_a_branch(spark: SparkSession, lake: Lake, mode: str) -> None:
+def test_row_level_operations(spark: SparkSession, lake: Refs, mode: str) -> None:
     suffix = mode.split("-")[0]
-    table, branch = f"t5_{suffix}", f"exp5{suffix}"
+    table = f"reflocal.exp5{suffix}.ml.t5"
     props = ", ".join(
         [f"'write.{op}.mode'='{mode}'" for op in ("delete", "update", "merge")] + ["'format-version'='2'"]
     )
-    create_table(spark, f"reflocal.main.ml.{table}", BASE, props)
-    lake.branch("main", branch)
-    main_files = lake.files("main", f"ml/{table}")
-    on_branch = f"reflocal.{branch}.ml.{table}"
-
-    spark.sql(f"DELETE FROM {on_branch} WHERE id = 2")
+    create_table(spark, table, BASE, props)
+    spark.sql(f"DELETE FROM {table} WHERE id = 2")
     rows(spark, [(1, "CAT"), (3, "EEL"), (7, "yak")]).createOrReplaceTempView("changes")
     spark.sql(
-        f"""MERGE INTO {on_branch} t USING changes s ON t.id = s.id
+        f"""MERGE INTO {table} t USING changes s ON t.id = s.id
             WHEN MATCHED THEN UPDATE SET t.label = s.label
             WHEN NOT MATCHED THEN INSERT *"""
     )
-    expected = [(1, "CAT"), (3, "EEL"), (7, "yak")]
-    assert_rows(spark, on_branch, expected)
-    assert lake.files("main", f"ml/{table}") == main_files, "row-level ops on the branch touched main"
-    assert_rows(spark, f"reflocal.main.ml.{table}", BASE)
-
-    delete_files = spark.table(f"{on_branch}.delete_files").select("file_path").collect()
+    assert_rows(spark, table, [(1, "CAT"), (3, "EEL"), (7, "yak")])
+    delete_files = spark.table(f"{table}.delete_files").select("file_path").collect()
     if mode == "merge-on-read":
         assert delete_files, "merge-on-read should have written position delete files"
-        assert all(r.file_path.startswith(f"ml/{table}/data/") for r in delete_files)
+        assert all(r.file_path.startswith("ml/t5/data/") for r in delete_files)
     else:
         assert not delete_files
+    assert spark.table(table).where("id = 2").count() == 0
 
-    lake.merge(branch, "main")
-    lake.delete_branch(branch)
-    assert_rows(spark, f"reflocal.main.ml.{table}", expected)
-    # the position deletes really are applied (not just hidden by a rewrite)
-    assert spark.table(f"reflocal.main.ml.{table}").where("id = 2").count() == 0
-
-
-def test_namespaces_listing_and_missing_tables(spark: SparkSession, lake: Lake) -> None:
+def test_namespaces_listing_and_missing_tables(spark: SparkSession, lake: Refs) -> None:
     create_table(spark, "reflocal.main.ml.t6a", BASE[:1])
     create_table(spark, "reflocal.main.ml.t6b", BASE[:1])
 
@@ -388,26 +312,21 @@ def test_namespaces_listing_and_missing_tables(spark: SparkSession, lake: Lake) 
     assert "t6b" not in {r.tableName for r in spark.sql("SHOW TABLES IN reflocal.main.ml").collect()}
 
 
-def test_time_travel_within_a_ref(spark: SparkSession, lake: Lake) -> None:
-    # created on a branch, so every snapshot was written there; the branch is gone when we travel
-    lake.branch("main", "exp7")
+def test_time_travel_within_a_ref(spark: SparkSession, lake: Refs) -> None:
     create_table(spark, "reflocal.exp7.ml.t7", BASE)
     first = spark.sql("SELECT snapshot_id FROM reflocal.exp7.ml.t7.snapshots").first().snapshot_id
     spark.sql("INSERT INTO reflocal.exp7.ml.t7 VALUES (70, 'later')")
-    lake.merge("exp7", "main")
-    lake.delete_branch("exp7")
-
-    assert_rows(spark, "reflocal.main.ml.t7", [*BASE, (70, "later")])
+    assert_rows(spark, "reflocal.exp7.ml.t7", [*BASE, (70, "later")])
     assert_df_equality(
-        spark.sql(f"SELECT id, label FROM reflocal.main.ml.t7 VERSION AS OF {first}"),
+        spark.sql(f"SELECT id, label FROM reflocal.exp7.ml.t7 VERSION AS OF {first}"),
         rows(spark, BASE),
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    assert spark.sql("SELECT * FROM reflocal.main.ml.t7.history").count() == 2
+    assert spark.sql("SELECT * FROM reflocal.exp7.ml.t7.history").count() == 2
 
 
-def test_maintenance_procedures(spark: SparkSession, lake: Lake) -> None:
+def test_maintenance_procedures(spark: SparkSession, lake: Refs) -> None:
     create_table(spark, "reflocal.main.ml.t8", BASE)
     spark.sql("INSERT OVERWRITE reflocal.main.ml.t8 VALUES (80, 'a'), (81, 'b')")
     data_dir = lake.ref_dir("main") / "ml" / "t8" / "data"
@@ -454,14 +373,11 @@ def test_optimistic_concurrency(spark: SparkSession) -> None:
         spark.sql(f"CREATE TABLE reflocal.main.ml.t9 ({SCHEMA}) USING iceberg")
 
 
-def test_path_prefix_inside_the_ref(spark: SparkSession, lake: Lake) -> None:
-    lake.branch("main", "exp10")
+def test_path_prefix_inside_the_ref(spark: SparkSession, lake: Refs) -> None:
     create_table(spark, "reflocal_pfx.exp10.ml.t10", BASE[:2])
     table_dir = lake.ref_dir("exp10") / "warehouse" / "iceberg" / "ml" / "t10"
     assert (table_dir / "metadata" / "version-hint.text").read_text().startswith("warehouse/iceberg/ml/t10/metadata/")
     assert [r.tableName for r in spark.sql("SHOW TABLES IN reflocal_pfx.exp10.ml").collect()] == ["t10"]
-    lake.merge("exp10", "main")
-    lake.delete_branch("exp10")
-    assert_rows(spark, "reflocal_pfx.main.ml.t10", BASE[:2])
+    assert_rows(spark, "reflocal_pfx.exp10.ml.t10", BASE[:2])
     # paths are relative to the ref root, so the prefix-less catalog reaches the same table
-    assert_rows(spark, "reflocal.main.warehouse.iceberg.ml.t10", BASE[:2])
+    assert_rows(spark, "reflocal.exp10.warehouse.iceberg.ml.t10", BASE[:2])

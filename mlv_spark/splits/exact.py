@@ -30,8 +30,8 @@ from pyspark.sql import types as T
 from mlv_spark.errors import InvalidInputError, MlvError
 from mlv_spark.jvm import scan_class
 from mlv_spark.log import get_logger
-from mlv_spark.split_apportion import largest_remainder, new_entity_quotas, tie_rank
-from mlv_spark.split_cuts import (
+from mlv_spark.splits.apportion import largest_remainder, new_entity_quotas, tie_rank
+from mlv_spark.splits.cuts import (
     Cut,
     StratumHistogram,
     Unresolved,
@@ -41,7 +41,7 @@ from mlv_spark.split_cuts import (
     find_cut,
     merge_partial_histograms,
 )
-from mlv_spark.split_spec import (
+from mlv_spark.splits.spec import (
     PREFIX,
     SPLIT_COLUMN,
     SplitSpec,
@@ -106,7 +106,7 @@ def assign_exactly(spec: SplitSpec, rows: DataFrame, previous: DataFrame | None)
 
 # ---- frames: rows -> units (entity, period) -> atoms (unit, or group of units) --------------
 #
-# Expressions are SQL text over internal names (see split_spec): each step is one select.
+# Expressions are SQL text over internal names (see spec.py): each step is one select.
 
 
 _n = internal  # short: the SQL text below names many internal columns

@@ -1,23 +1,25 @@
-"""Arguments and shared column expressions of assign_splits (internal to mlv_spark.splits).
+"""The plan of one assign_splits call and the column expressions both split methods share
+(internal to mlv_spark.splits).
 
-SplitSpec validates every argument up front, before any Spark job; the expressions here define
-the salted hashes, the stratum ids and the periods that both split methods rely on.
+`SplitSpec.build` checks a `SplitParams` against the DataFrame's schema, before any Spark job
+but the cutoff's parse; the expressions here define the salted hashes, the stratum ids and the
+periods that both split methods rely on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from fractions import Fraction
-from typing import Literal
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mlv_spark.errors import InvalidInputError
-from mlv_spark.split_apportion import parse_ratios
+from mlv_spark.splits.apportion import parse_ratios
+from mlv_spark.splits.params import Method, SplitParams
 from mlv_spark.sql import column, long_sql, string_sql
 
 SPLIT_COLUMN = "split"
@@ -29,9 +31,6 @@ KEY_TYPES = (
     T.DateType, T.TimestampType, T.TimestampNTZType, T.BooleanType, T.BinaryType,
 )  # fmt: skip
 TIME_TYPES = (T.TimestampType, T.TimestampNTZType, T.DateType)
-
-Columns = str | Sequence[str]
-Method = Literal["exact", "hash"]
 
 
 @dataclass(frozen=True)
@@ -45,23 +44,49 @@ class Period:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """The validated arguments of one assign_splits call (`build` raises on any bad one)."""
+    """One call's parameters with what the DataFrame adds: key types, periods and their
+    bounds, and how the result is shaped (`build` raises on anything the data contradicts)."""
 
-    keys: list[str]
-    strata: list[str]
-    groups: list[str]
-    time_column: str | None
+    params: SplitParams
     key_types: list[T.DataType]
-    names: list[str]
     periods: list[Period]
-    seed: int
     period_bounds: tuple[Column, Column] | None
-    exclude_train_entities: bool
-    method: Method
     per_row: bool
     one_row_per_entity: bool
     bits: int
     sticky: bool
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.params.entity_key)
+
+    @property
+    def strata(self) -> list[str]:
+        return list(self.params.stratify_by)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.params.group_by)
+
+    @property
+    def names(self) -> list[str]:
+        return self.params.split_names
+
+    @property
+    def time_column(self) -> str | None:
+        return self.params.time_column
+
+    @property
+    def seed(self) -> int:
+        return self.params.seed
+
+    @property
+    def method(self) -> Method:
+        return self.params.method
+
+    @property
+    def exclude_train_entities(self) -> bool:
+        return self.params.exclude_train_entities
 
     @property
     def out_of_time(self) -> bool:
@@ -69,44 +94,35 @@ class SplitSpec:
         return self.period_bounds is not None
 
     @staticmethod
-    def build(df: DataFrame, **kw: object) -> SplitSpec:  # noqa: C901 - one check per argument
-        names, shares = parse_ratios(kw["ratios"])  # type: ignore[arg-type]
-        seed = kw["seed"]
-        if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
-            raise InvalidInputError(f"seed={seed!r} must be an int that fits in 64 bits")
-        method = kw["method"]
-        if method not in ("exact", "hash"):
-            raise InvalidInputError(f"method={method!r} is unknown; use 'exact' or 'hash'")
-        buckets = kw["buckets"]
+    def build(
+        df: DataFrame,
+        params: SplitParams,
+        *,
+        previous: DataFrame | None = None,
+        per_row: bool = False,
+        one_row_per_entity: bool = False,
+        buckets: int = DEFAULT_BUCKETS,
+    ) -> SplitSpec:
         if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 2 or buckets > 2**20 or buckets & (buckets - 1):
             raise InvalidInputError(f"buckets={buckets!r} must be a power of two in [2, 2**20]")
         if not isinstance(df, DataFrame):
             raise InvalidInputError(f"df must be a pyspark DataFrame, got {type(df).__name__}")
-
-        keys = column_list(kw["entity_key"], "entity_key", required=True)
-        strata = column_list(kw["stratify_by"], "stratify_by")
-        groups = column_list(kw["group_by"], "group_by")
-        time_column = kw["time_column"]
-        if time_column is not None and not isinstance(time_column, str):
-            raise InvalidInputError(f"time_column={time_column!r} must be a column name")
-        used = [*keys, *strata, *groups, *([time_column] if time_column else [])]
+        keys, groups, time_column = list(params.entity_key), list(params.group_by), params.time_column
+        used = [*keys, *params.stratify_by, *groups, *([time_column] if time_column else [])]
         require_columns(df, used, "df")
-        clash = [c for c in df.columns if c.startswith(PREFIX) or (kw["per_row"] and c == SPLIT_COLUMN)]
+        clash = [c for c in df.columns if c.startswith(PREFIX) or (per_row and c == SPLIT_COLUMN)]
         if clash:
             raise InvalidInputError(f"df has reserved column(s) {clash}; rename them")
         schema = {f.name: f.dataType for f in df.schema.fields}
-        key_types = [schema[k] for k in keys]
-        for column in [*keys, *groups]:
-            if not isinstance(schema[column], KEY_TYPES):
+        for name in [*keys, *groups]:
+            if not isinstance(schema[name], KEY_TYPES):
                 raise InvalidInputError(
-                    f"column {column!r} has type {schema[column].simpleString()}; keys and groups "
+                    f"column {name!r} has type {schema[name].simpleString()}; keys and groups "
                     "must be string, integral, decimal, date, timestamp, boolean or binary "
                     "(cast floats to decimal or string)"
                 )
-
-        previous = kw["previous"]
         if previous is not None:
-            if method == "hash":
+            if params.method == "hash":
                 raise InvalidInputError(
                     "previous is only used by method='exact'; the hash method is stable as data "
                     "grows by construction, so drop previous"
@@ -114,49 +130,29 @@ class SplitSpec:
             if not isinstance(previous, DataFrame):
                 raise InvalidInputError(f"previous must be a DataFrame, got {type(previous).__name__}")
             require_columns(previous, [*keys, SPLIT_COLUMN], "previous")
-
-        periods, bounds = _periods(df, schema, names, shares, kw)
-        if kw["exclude_train_entities"] and bounds is None:
-            raise InvalidInputError(
-                "exclude_train_entities=True needs the out-of-time mode; also give time_column and cutoff"
-            )
+        periods, bounds = _periods(df, schema, params)
         return SplitSpec(
-            keys=keys, strata=strata, groups=groups, time_column=time_column, key_types=key_types,
-            names=names, periods=periods, seed=seed, period_bounds=bounds,
-            exclude_train_entities=bool(kw["exclude_train_entities"]), method=method,
-            per_row=bool(kw["per_row"]), one_row_per_entity=bool(kw["one_row_per_entity"]),
+            params=params, key_types=[schema[k] for k in keys], periods=periods, period_bounds=bounds,
+            per_row=bool(per_row), one_row_per_entity=bool(one_row_per_entity),
             bits=buckets.bit_length() - 1, sticky=previous is not None,
-        )  # fmt: skip
+        )
 
 
 def _periods(
-    df: DataFrame, schema: dict[str, T.DataType], names: list[str], shares: list[Fraction], kw: dict
+    df: DataFrame, schema: dict[str, T.DataType], params: SplitParams
 ) -> tuple[list[Period], tuple[Column, Column] | None]:
     """One period with every split, or (out-of-time) past and future periods and their bounds."""
-    time_column, cutoff, gap, future = kw["time_column"], kw["cutoff"], kw["gap"], kw["future_splits"]
-    if cutoff is None:
-        if gap is not None or future is not None:
-            raise InvalidInputError("gap and future_splits need a cutoff (the out-of-time mode)")
+    names, shares = parse_ratios(params.ratios)
+    if params.cutoff is None:
         return [Period(0, tuple(names), tuple(shares))], None
-    if time_column is None:
-        raise InvalidInputError("cutoff needs time_column, the event time of each row")
+    time_column, cutoff = params.time_column, params.cutoff
+    assert time_column is not None  # SplitParams requires it with a cutoff
     dtype = schema[time_column]
     if not isinstance(dtype, TIME_TYPES):
         raise InvalidInputError(
             f"time_column {time_column!r} has type {dtype.simpleString()}; use a timestamp or date"
         )
-    if gap is None:
-        gap = timedelta(0)
-    if not isinstance(gap, timedelta) or gap < timedelta(0):
-        raise InvalidInputError(f"gap={gap!r} must be a timedelta >= 0")
-    future = list(names[1:]) if future is None else list(future)
-    unknown = [f for f in future if f not in names]
-    if unknown or not future or len(set(future)) == len(names):
-        raise InvalidInputError(
-            f"future_splits={future!r} must name some but not all of the splits {names}"
-        )
-    if not isinstance(cutoff, (str, datetime, date)):
-        raise InvalidInputError(f"cutoff={cutoff!r} must be a datetime, date or timestamp string")
+    future = list(params.future_splits) if params.future_splits is not None else names[1:]
     compare_type = T.TimestampNTZType() if isinstance(dtype, T.TimestampNTZType) else T.TimestampType()
     if isinstance(cutoff, str):  # parsed the way Spark parses it: one tiny job
         start = F.lit(cutoff).try_cast(compare_type)
@@ -165,7 +161,7 @@ def _periods(
             raise InvalidInputError(f"cutoff={cutoff!r} is not a valid timestamp; use e.g. '2024-01-31 00:00:00'")
     else:
         start = F.lit(cutoff).cast(compare_type)
-    end = start + F.lit(gap)
+    end = start + F.lit(params.gap or timedelta(0))
     past = [n for n in names if n not in future]
     periods = []
     for index, members in enumerate((past, [n for n in names if n in future])):
@@ -173,23 +169,6 @@ def _periods(
         total = sum(member_shares, Fraction(0))
         periods.append(Period(index, tuple(members), tuple(s / total for s in member_shares)))
     return periods, (start, end)
-
-
-def column_list(value: object, what: str, *, required: bool = False) -> list[str]:
-    """A column argument (a name or a sequence of names) as a list of distinct names."""
-    if value is None:
-        columns: list = []
-    elif isinstance(value, str):
-        columns = [value]
-    elif isinstance(value, Sequence):
-        columns = list(value)
-    else:
-        raise InvalidInputError(f"{what}={value!r} must be a column name or a list of them")
-    if not all(isinstance(c, str) and c for c in columns) or len(set(columns)) != len(columns):
-        raise InvalidInputError(f"{what}={value!r} must be distinct, non-empty column names")
-    if required and not columns:
-        raise InvalidInputError(f"{what} is empty; name the column(s) identifying an entity")
-    return columns
 
 
 def require_columns(df: DataFrame, columns: Sequence[str], what: str) -> None:
@@ -262,14 +241,14 @@ def group_hash(spec: SplitSpec) -> str:
 def entity_tie(spec: SplitSpec) -> str:
     """The key, in a form that survives a trip through Python exactly; breaks equal hashes."""
     fields = []
-    for i, (column, dtype) in enumerate(zip(key_columns(spec), spec.key_types, strict=True)):
+    for i, (key, dtype) in enumerate(zip(key_columns(spec), spec.key_types, strict=True)):
         if isinstance(dtype, T.TimestampType):
-            column = f"unix_micros({column})"
+            key = f"unix_micros({key})"
         elif isinstance(dtype, T.DateType):
-            column = f"unix_date({column})"
+            key = f"unix_date({key})"
         elif isinstance(dtype, T.TimestampNTZType):
-            column = f"CAST({column} AS STRING)"
-        fields.append(f"'t{i}', {column}")
+            key = f"CAST({key} AS STRING)"
+        fields.append(f"'t{i}', {key}")
     return f"named_struct({', '.join(fields)})"
 
 

@@ -3,15 +3,15 @@
 `ml_datasets.splits` holds every split version side by side (partitioned by version);
 `ml_datasets.split_versions` records each version's parameters, their hash, the source commit
 and the counts. Versions are immutable: the same name with the same parameters is a no-op,
-with different parameters an error. Pure helpers here; the job does the I/O.
+with different parameters an error. Pure helpers here; `mlv_spark.workflows` does the I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
@@ -19,74 +19,73 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mlv_spark.errors import InvalidInputError, SplitVersionError
-from mlv_spark.split_apportion import parse_ratios
+from mlv_spark.splits.params import SplitParams
 
 SPLITS_TABLE = "ml_datasets.splits"
 VERSIONS_TABLE = "ml_datasets.split_versions"
 INDEX_COLUMNS = ["entity_key", "event_timestamp", "split", "split_version", "split_seed", "stratum", "params_hash"]
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
-class SplitParams:
-    """Everything that determines a split version's content (besides the source data)."""
+class SplitVersion:
+    """A named split version: which table it splits, at which ref, with which parameters.
 
+    `key_types` (the entity key columns' Spark types, to decode the index's `entity_key`) come
+    from the source table's schema; the definition, hashed, decides whether a rerun of the same
+    name is a no-op or a conflict.
+    """
+
+    name: str
     source_table: str
     source_ref: str
-    entity_key: tuple[str, ...]
-    time_column: str
-    ratios: Mapping[str, float]
-    seed: int
-    stratify_by: tuple[str, ...] = ()
-    group_by: tuple[str, ...] = ()
-    method: str = "exact"
+    params: SplitParams
     previous_version: str | None = None
-    cutoff: str | None = None
-    gap_seconds: float | None = None
-    future_splits: tuple[str, ...] | None = None
-    exclude_train_entities: bool = False
     key_types: Mapping[str, str] = field(default_factory=dict)
 
-    def validate(self) -> "SplitParams":
-        """Cheap checks that need no data: ratios, names, seed."""
-        parse_ratios(self.ratios)
-        if not self.entity_key or not all(self.entity_key):
-            raise InvalidInputError("entity_key is empty; name the column(s) identifying an entity")
-        if not self.time_column:
+    def validate(self) -> SplitVersion:
+        """What the index needs beyond valid parameters: a name, an event time, and no sticky
+        out-of-time version."""
+        if not _VERSION_NAME.match(self.name or ""):
+            raise InvalidInputError(
+                f"split version {self.name!r} must be 1-128 letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit, e.g. 'v1_stratified_80_10_10'"
+            )
+        if not self.params.time_column:
             raise InvalidInputError("time_column is empty; the split index needs each row's event time")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise InvalidInputError(f"seed={self.seed!r} must be an integer")
-        if self.previous_version and self.cutoff:
+        if self.previous_version and self.params.out_of_time:
             raise InvalidInputError(
                 "previous_version cannot be combined with an out-of-time cutoff: an entity may hold a past "
                 "and a future split there, and sticky placement keeps one split per entity; "
                 "compute a new out-of-time version instead")
         return self
 
-    def to_json(self) -> str:
+    def with_key_types(self, key_types: Mapping[str, str]) -> SplitVersion:
+        return replace(self, key_types=dict(key_types))
+
+    def definition(self) -> dict[str, Any]:
+        """Source, parameters and key types as one flat JSON object (what the registry stores)."""
+        return {"source_table": self.source_table, "source_ref": self.source_ref,
+                "previous_version": self.previous_version, "key_types": dict(self.key_types),
+                **self.params.to_dict()}
+
+    def definition_json(self) -> str:
         """Canonical JSON (sorted keys, no whitespace): the input of params_hash."""
-        data = asdict(self)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
+        return json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
 
     @property
     def params_hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        return hashlib.sha256(self.definition_json().encode()).hexdigest()[:16]
 
-    def assign_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for mlv_spark.splits.assign_splits (without df/previous)."""
-        return {
-            "entity_key": list(self.entity_key),
-            "ratios": dict(self.ratios),
-            "seed": self.seed,
-            "stratify_by": list(self.stratify_by) or None,
-            "group_by": list(self.group_by) or None,
-            "time_column": self.time_column,
-            "cutoff": self.cutoff,
-            "gap": None if self.gap_seconds is None else timedelta(seconds=self.gap_seconds),
-            "future_splits": list(self.future_splits) if self.future_splits else None,
-            "exclude_train_entities": self.exclude_train_entities,
-            "method": self.method,
-            "per_row": True,
-        }
+    @staticmethod
+    def from_record(record: Mapping[str, Any]) -> SplitVersion:
+        """The version a registry row describes."""
+        data = json.loads(record["params_json"])
+        return SplitVersion(
+            name=record["split_version"], source_table=data["source_table"], source_ref=data["source_ref"],
+            params=SplitParams.from_dict(data), previous_version=data.get("previous_version"),
+            key_types=data.get("key_types") or {},
+        )
 
 
 def encode_entity_key(columns: Sequence[str]) -> Column:
@@ -116,29 +115,32 @@ def stratum_label(columns: Sequence[str]) -> Column:
     return F.to_json(F.array(*[F.col(c).cast("string") for c in columns]))
 
 
-def build_index(assigned_rows: DataFrame, params: SplitParams, version: str) -> DataFrame:
+def build_index(assigned_rows: DataFrame, version: SplitVersion) -> DataFrame:
     """Rows of `assign_splits(..., per_row=True)` -> split index rows (INDEX_COLUMNS), one per
     distinct (entity, event time)."""
+    params = version.params
+    assert params.time_column is not None  # SplitVersion.validate requires it
     return (
         assigned_rows.where(F.col("split").isNotNull())
         .select(
             encode_entity_key(params.entity_key).alias("entity_key"),
             F.col(params.time_column).cast("timestamp").alias("event_timestamp"),
             F.col("split"),
-            F.lit(version).alias("split_version"),
+            F.lit(version.name).alias("split_version"),
             F.lit(params.seed).cast("long").alias("split_seed"),
             stratum_label(params.stratify_by).alias("stratum"),
-            F.lit(params.params_hash).alias("params_hash"),
+            F.lit(version.params_hash).alias("params_hash"),
         )
         .dropDuplicates(["entity_key", "event_timestamp"])
     )
 
 
-def version_record(params: SplitParams, version: str, source_commit: str, counts: Mapping[str, int]) -> dict[str, Any]:
+def version_record(version: SplitVersion, source_commit: str, counts: Mapping[str, int]) -> dict[str, Any]:
+    """The registry row of a version (without its creation time)."""
     return {
-        "split_version": version,
-        "params_hash": params.params_hash,
-        "params_json": params.to_json(),
+        "split_version": version.name,
+        "params_hash": version.params_hash,
+        "params_json": version.definition_json(),
         "source_commit": source_commit,
         "counts_json": json.dumps(dict(sorted(counts.items())), separators=(",", ":")),
     }
@@ -147,18 +149,18 @@ def version_record(params: SplitParams, version: str, source_commit: str, counts
 VERSION_SCHEMA = "split_version string, params_hash string, params_json string, source_commit string, counts_json string, created_at timestamp"
 
 
-def check_version(existing: Mapping[str, Any] | None, params: SplitParams, version: str) -> bool:
+def check_version(existing: Mapping[str, Any] | None, version: SplitVersion) -> bool:
     """True when `version` already exists with these parameters (a no-op rerun); raises
     SplitVersionError when it exists with other parameters; False when it is new."""
     if existing is None:
         return False
-    if existing["params_hash"] == params.params_hash:
+    if existing["params_hash"] == version.params_hash:
         return True
     old = json.loads(existing["params_json"])
-    new = json.loads(params.to_json())
+    new = version.definition()
     differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     raise SplitVersionError(
-        f"split version {version!r} already exists with different parameters ({', '.join(differing)} differ); "
+        f"split version {version.name!r} already exists with different parameters ({', '.join(differing)} differ); "
         f"split versions are immutable: choose a new version name"
     )
 

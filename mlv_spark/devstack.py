@@ -196,7 +196,7 @@ class LocalServices:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlv_spark.services", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mlv_spark.devstack", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--profile", default=None, help="settings profile (default: MLV_PROFILE or local)")
     args = parser.parse_args(argv)

@@ -1,0 +1,1 @@
+"""Experiment branches: open → write → validate → commit → merge → tag → delete."""

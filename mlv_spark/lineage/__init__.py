@@ -1,0 +1,1 @@
+"""The lineage record of a training run and its MLflow logging."""

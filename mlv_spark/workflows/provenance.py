@@ -1,0 +1,42 @@
+"""Where code came from: the Git commit (and whether the tree was dirty) of a directory."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GitState:
+    """`commit` is a Git commit id, or `content-sha256:…` for a directory outside Git."""
+
+    commit: str
+    dirty: bool
+    in_git: bool
+
+    def __str__(self) -> str:
+        return f"{self.commit}-dirty" if self.dirty else self.commit
+
+
+def git_state(directory: str | Path) -> GitState:
+    """The HEAD commit of the Git work tree holding `directory` and whether files under it have
+    uncommitted changes; a content hash of its Python and YAML files when it is not in Git."""
+    root = Path(directory)
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return GitState(head, bool(dirty), True)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        digest = hashlib.sha256()
+        for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml", ".yml") and p.is_file()):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        return GitState("content-sha256:" + digest.hexdigest()[:16], False, False)
+
+
+def feature_repo_commit(repo_root: str | Path) -> str:
+    """The Git commit of a Feast repo, `-dirty` when it has uncommitted changes (or a content hash)."""
+    return str(git_state(repo_root))

@@ -1,0 +1,63 @@
+"""The one reader of the split registry (`ml_datasets.split_versions`) and the split index at a ref."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mlv_spark.catalogs import Tables
+from mlv_spark.errors import InvalidInputError, SplitVersionError
+from mlv_spark.splits.index import SPLITS_TABLE, VERSIONS_TABLE, SplitVersion, decode_entity_key
+
+
+class SplitRegistry:
+    """Split versions recorded at one ref (best a commit id: then nothing moves underneath)."""
+
+    def __init__(self, tables: Tables, ref: str):
+        self.tables = tables
+        self.ref = ref
+
+    def exists(self) -> bool:
+        return self.tables.exists(VERSIONS_TABLE, self.ref)
+
+    def record(self, version: str) -> dict[str, Any] | None:
+        """The registry row of `version`, None when it is not recorded (or there is no registry)."""
+        if not self.exists():
+            return None
+        rows = self.tables.read(VERSIONS_TABLE, self.ref).where(F.col("split_version") == version).limit(1).collect()
+        return rows[0].asDict() if rows else None
+
+    def names(self) -> list[str]:
+        if not self.exists():
+            return []
+        return sorted(r[0] for r in self.tables.read(VERSIONS_TABLE, self.ref).select("split_version").collect())
+
+    def require(self, version: str) -> tuple[SplitVersion, dict[str, Any]]:
+        """The version and its registry row, or a SplitVersionError naming the known ones."""
+        record = self.record(version)
+        if record is None:
+            known = self.names()
+            where = f"at {self.ref[:12]}" if len(self.ref) == 64 else f"at {self.ref}"
+            if not known:
+                raise SplitVersionError(f"no split versions {where}: run jobs/compute_splits.py first")
+            raise SplitVersionError(f"unknown split version {version!r} {where}; known: {known}")
+        return SplitVersion.from_record(record), record
+
+    def index(self, version: str) -> DataFrame:
+        """The index rows of `version` (all splits)."""
+        return self.tables.read(SPLITS_TABLE, self.ref).where(F.col("split_version") == version)
+
+    def entity_rows(self, version: str, splits: Sequence[str]) -> tuple[DataFrame, SplitVersion, dict[str, Any]]:
+        """The index rows of `version` in `splits`, with the original key columns restored:
+        (key columns…, event_timestamp, split)."""
+        definition, record = self.require(version)
+        known = definition.params.split_names
+        unknown = [s for s in splits if s not in known]
+        if unknown or not splits:
+            raise InvalidInputError(f"split(s) {unknown or list(splits)} not in split version {version!r}; it has {known}")
+        index = self.index(version).where(F.col("split").isin(list(splits)))
+        keys = list(definition.key_types)
+        decoded = decode_entity_key(index, definition.key_types).select(*keys, "event_timestamp", "split")
+        return decoded, definition, record
