@@ -48,8 +48,9 @@ $(CATALOG_JAR): $(CATALOG_SRC) | venv
 	@mkdir -p .cache/jars && cp java/lakefs-iceberg-catalog/target/mlv-lakefs-iceberg-0.1.0.jar $@
 
 # mlv-spark's JVM scans (the point-in-time join's carry-forward, the exact splits' histogram
-# sketch): compiled with javac against the venv's own Spark jars (the pinned PySpark), so they
-# need no download and always match the Spark they run in.
+# sketch) and the SLF4J 1.x binding the AWS SDK bundle looks for: compiled with javac against the
+# venv's own Spark jars (the pinned PySpark), so they need no download and always match the Spark
+# they run in.
 scans-jar: $(SCANS_JAR)
 $(SCANS_JAR): $(SCANS_SRC) constraints.txt | venv
 	@command -v javac >/dev/null || { echo "error: a JDK (javac) is required to build java/mlv-spark-scans" >&2; exit 1; }

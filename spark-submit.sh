@@ -35,7 +35,8 @@ opts=(--name "mlv-spark:$job")
 if [ "$jars_mode" = "local" ]; then
   classpath="$(cd "$root" && "$py" -c 'from mlv_spark.config import load_settings; from mlv_spark.jvm import local_jars; print(":".join(map(str, local_jars(load_settings()))))')"
   export PYSPARK_PYTHON="$py" PYSPARK_DRIVER_PYTHON="$py"
-  opts+=(--driver-class-path "$classpath" --conf "spark.executor.extraClassPath=$classpath")
+  opts+=(--driver-class-path "$classpath" --conf "spark.executor.extraClassPath=$classpath"
+         --driver-java-options "-Dlog4j2.configurationFile=file:$root/conf/log4j2.properties")
 else
   mkdir -p "$root/build"
   (cd "$root" && "$py" -c 'import pathlib, zipfile

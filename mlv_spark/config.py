@@ -64,11 +64,17 @@ class ServiceSettings:
 class Settings:
     profile: str
     root: Path
+    conf_dir: Path
     spark: SparkSettings
     lakefs: LakeFSSettings
     mlflow: MlflowSettings
     services: ServiceSettings
     catalogs: Mapping[str, Mapping[str, str]]
+
+    @property
+    def log4j_conf(self) -> Path:
+        """The JVM logging configuration of local jobs (conf/log4j2.properties)."""
+        return self.conf_dir / "log4j2.properties"
 
     @property
     def jar_dir(self) -> Path:
@@ -194,6 +200,7 @@ def load_settings(
     return Settings(
         profile=profile,
         root=root,
+        conf_dir=directory,
         spark=spark,
         lakefs=lakefs,
         mlflow=mlflow,

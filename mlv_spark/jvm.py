@@ -50,7 +50,11 @@ def jar_file_name(coordinate: str) -> str:
 
 
 def local_jars(settings: Settings) -> list[Path]:
-    """Every jar a local session needs, from the bootstrap cache; a clear error when one is missing."""
+    """Every jar a local session needs, from the bootstrap cache; a clear error when one is missing.
+
+    The list goes on the class path ahead of Spark's own jars, so it starts with Spark's own
+    SLF4J API: the AWS SDK bundle carries an old unshaded copy (SLF4J 1.7) that would otherwise
+    win, find no binding, print its warnings and silence every Spark log line."""
     directory = settings.jar_dir
     names = [jar_file_name(c) for c in pins()["jvm"]["jars"]] + [CATALOG_JAR, SCANS_JAR]
     jars = [directory / name for name in names]
@@ -59,7 +63,14 @@ def local_jars(settings: Settings) -> list[Path]:
         raise ServiceUnavailableError(
             f"jars missing from {directory}: {', '.join(missing)}; run `make bootstrap` to fetch and build them"
         )
-    return jars
+    return [*spark_slf4j_api(), *jars]
+
+
+def spark_slf4j_api() -> list[Path]:
+    """The SLF4J API jar PySpark ships (none when this PySpark has no jars directory)."""
+    import pyspark
+
+    return sorted((Path(pyspark.__file__).parent / "jars").glob("slf4j-api-*.jar"))[-1:]
 
 
 def scan_class(

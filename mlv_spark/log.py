@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 
 _CONFIGURED = False
 #: Loggers of libraries whose INFO lines say nothing a job's user needs.
@@ -23,8 +22,5 @@ def get_logger(name: str) -> logging.Logger:
         root.propagate = False
         for noisy in _NOISY:
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        # Feast warns on every SparkSource it builds that the API is alpha; we pin Feast and test it.
-        warnings.filterwarnings("ignore", message="The spark data source API is an experimental feature",
-                                category=RuntimeWarning)
         _CONFIGURED = True
     return logging.getLogger(name if name.startswith("mlv_spark") else f"mlv_spark.{name}")

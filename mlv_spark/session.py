@@ -67,6 +67,8 @@ def session_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> 
         classpath = ":".join(str(j) for j in local_jars(settings))
         conf["spark.driver.extraClassPath"] = classpath
         conf["spark.executor.extraClassPath"] = classpath
+        if settings.log4j_conf.is_file():  # effective when this session starts the JVM (spark-submit.sh passes it too)
+            conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{settings.log4j_conf}"
     if settings.catalogs and any(c.versioned for c in load_catalogs(settings).values()):
         conf.update(lakefs_s3a_conf(settings))
     for catalog in load_catalogs(settings).values():

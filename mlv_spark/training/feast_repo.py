@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -226,7 +227,12 @@ def _parse_definitions(root: Path):
             os.chdir(root)
             sys.dont_write_bytecode = True
             importlib.invalidate_caches()
-            return parse_repo(root)
+            with warnings.catch_warnings():
+                # Feast warns on every SparkSource a repo builds that the API is alpha (we pin
+                # Feast and test against it); its modules re-enable the warning on import.
+                warnings.filterwarnings("ignore", message="The spark data source API is an experimental feature",
+                                        category=RuntimeWarning)
+                return parse_repo(root)
         except FeatureDefinitionError:
             raise
         except Exception as e:

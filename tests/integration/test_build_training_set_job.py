@@ -83,6 +83,9 @@ def test_training_set_job_is_pinned_filtered_and_fingerprinted(spark, stack, tmp
                      "--feature-service", "fraud_model", "--ref", "main", "--split-version", "v1",
                      "--splits", "train,val", "--output", f"lakefs://{lk.repository}/main/training_sets/fraud")
     assert result.returncode == 0, result.output[-3000:]
+    for noise in ("SLF4J", "StaticLoggerBinder", "alpha development", "Using Spark's default log4j profile",
+                  "NativeCodeLoader", "resolves to a loopback address"):
+        assert noise not in result.output
     lineage = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
     assert lineage["lakefs_commit"] == commit and lineage["lakefs_ref"] == "main"
     assert lineage["features"] == ["user_stats:spend_7d", "user_stats:n_txn"]

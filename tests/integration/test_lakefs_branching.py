@@ -122,3 +122,22 @@ def test_tags_never_move_and_diff_shows_what_a_branch_changed(spark, settings, l
         lk.tag("feature-eng/v1", first)
     with pytest.raises(RefNotWritableError, match="default branch"):
         lk.delete_branch("main")
+
+
+def test_only_a_404_means_not_found_an_outage_or_bad_credentials_are_said_as_such(settings, lakefs_repo):
+    from dataclasses import replace
+
+    from mlv_spark.devstack import free_port
+    from mlv_spark.errors import LakeFSAuthError, ServiceUnavailableError
+
+    assert lakefs_repo.ref_kind("main") == "branch"
+    with pytest.raises(RefNotFoundError, match="no-such-ref does not exist"):
+        lakefs_repo.ref_kind("no-such-ref")
+    down = LakeFS(replace(settings.lakefs, endpoint=f"http://127.0.0.1:{free_port()}"), lakefs_repo.repository)
+    for lookup in (down.ref_kind, down.branch_exists, down.tag_commit, down.require_branch):
+        with pytest.raises(ServiceUnavailableError, match="unreachable"):
+            lookup("main")
+    wrong = LakeFS(replace(settings.lakefs, secret_access_key="not-the-secret"), lakefs_repo.repository)
+    for lookup in (wrong.ref_kind, wrong.branch_exists, wrong.tag_commit, wrong.resolve):
+        with pytest.raises(LakeFSAuthError, match="MLV_LAKEFS_SECRET_ACCESS_KEY"):
+            lookup("main")
