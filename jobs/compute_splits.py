@@ -1,18 +1,21 @@
-"""Compute a split version into the split index table `ml_datasets.splits` on a lakeFS branch.
+"""Compute a split version into the split index table `ml_datasets.splits`, through an experiment
+branch that is merged into the target (a split version is a change of data like any other).
 
 Example:
-  ./spark-submit.sh jobs/compute_splits.py --entity-table features.transactions \\
-      --entity-key user_id --stratify-by label --ratios train=0.8,val=0.1,test=0.1 --seed 42 \\
-      --split-version v1_stratified_80_10_10 --branch main
+  ./spark-submit.sh jobs/compute_splits.py --entity-table features.transaction_labels \\
+      --entity-key txn_id --group-by user_id --stratify-by is_fraud \\
+      --ratios train=0.8,val=0.1,test=0.1 --seed 42 --split-version v1_stratified_80_10_10 \\
+      --merge-into main --tag splits-v1 --delete-branch
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from datetime import timedelta
 
-from mlv_spark.cli import Job, job_parser, run
+from mlv_spark.cli import Job, add_lifecycle_arguments, job_parser, run
 from mlv_spark.errors import InvalidInputError
 from mlv_spark.splits import SplitParams
 from mlv_spark.splits.index import SplitVersion
@@ -47,7 +50,8 @@ def columns(text: str | None) -> tuple[str, ...]:
 
 def main(argv: list[str]) -> int:
     parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--source-ref", default=None, help="ref to read the entity table at (default: the default branch)")
+    parser.add_argument("--source-ref", default=None,
+                        help="ref to read the entity table at, pinned to its commit (default: the default branch)")
     parser.add_argument("--entity-table", required=True, help="namespace.table with one or more rows per entity")
     parser.add_argument("--entity-key", required=True, help="key column(s), comma-separated")
     parser.add_argument("--time-column", default="event_timestamp", help="event time column (default event_timestamp)")
@@ -62,8 +66,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--gap-days", type=float, help="out-of-time gap after the cutoff, in days")
     parser.add_argument("--future-splits", help="out-of-time splits (default: all but the first)")
     parser.add_argument("--exclude-train-entities", action="store_true", help="out-of-time: never reuse train entities")
-    parser.add_argument("--branch", default=None, help="branch to write to (default: the default branch)")
-    parser.add_argument("--create-branch-from", help="create --branch from this ref when it does not exist")
+    add_lifecycle_arguments(parser, default_experiment="splits-<split version>")
     parser.add_argument("--storage-report", nargs="?", const="estimate", choices=["estimate", "measured"],
                         help="compare the index's bytes with train/val/test copies of --feature-table: "
                              "estimate (default; from the table's data files) or measured (writes the copies "
@@ -82,13 +85,16 @@ def main(argv: list[str]) -> int:
     )
     version = SplitVersion(args.split_version, args.entity_table, source_ref, params, args.previous_version).validate()
     job.lakefs.resolve(source_ref)  # fail fast on an unknown ref, before Spark starts
-
     report = compute_split_version(
-        job.spark, job.tables, job.lakefs, version, args.branch or job.settings.lakefs.default_branch,
-        create_branch_from=args.create_branch_from, feature_table=args.feature_table,
+        job.spark, job.tables, job.lakefs, version, experiment=args.experiment, merge_into=args.merge_into,
+        tag=args.tag, delete_branch=args.delete_branch, feature_table=args.feature_table,
         storage_report=args.storage_report,
     )
     print(report.render())
+    print(json.dumps({"split_version": report.version, "noop": report.noop, "branch": report.branch,
+                      "source_commit": report.source_commit, "commit": report.commit,
+                      "merge_commit": report.merge_commit, "tag": None if report.noop else args.tag,
+                      "totals": report.totals}, sort_keys=True))
     return 0
 
 

@@ -1,72 +1,100 @@
-"""Demo: the whole flow on the embedded local stack.
+"""Demo: the whole flow on the embedded local stack, with a protected `main`.
 
-1. synthetic labels and features committed as Iceberg tables on lakeFS `main`
-2. a stratified split version in the split index table (no feature data copied)
-3. a point-in-time training set from the Feast repo in examples/feature_repo, read at the
-   pinned commit, written to lakeFS with its fingerprint
-Rerunning is safe: existing tables and the split version are reused.
+1. the repository, its `main` protected (only merges land)
+2. raw card transactions and labels ingested through a branch and a merge (tag raw-v1)
+3. the feature pipeline on an experiment branch: validate, commit, merge, tag feature-eng-vN,
+   delete the branch; then a second experiment with another normalization (feature-eng-vN+1)
+4. a stratified, group-safe split version in the split index table, through a branch
+5. a point-in-time training set from the Feast repo in examples/feature_repo at the tagged commit
+Rerunning is safe: the raw data and the split version are reused, the experiments are new.
 """
 
 from __future__ import annotations
 
+import re
+
 from mlv_spark.cli import Job, job_parser, run, step
-from mlv_spark.modules import load_module
+from mlv_spark.errors import InvalidInputError
 from mlv_spark.splits import SplitParams
 from mlv_spark.splits.index import SplitVersion
+from mlv_spark.workflows.feature_pipeline import load_pipeline, run_pipeline
 from mlv_spark.workflows.split_version import compute_split_version
 from mlv_spark.workflows.training_set import build_training_set
 
 SPLIT_VERSION = "v1_stratified_80_10_10"
 
 
+def next_number(tags: dict[str, str], prefix: str) -> int:
+    """1 + the highest N of the tags `<prefix>N`."""
+    numbers = [int(m.group(1)) for t in tags if (m := re.fullmatch(re.escape(prefix) + r"(\d+)", t))]
+    return max(numbers, default=0) + 1
+
+
 def main(argv: list[str]) -> int:
     parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=20_000, help="synthetic users (default 20000)")
+    parser.add_argument("--users", type=int, default=3000, help="synthetic card holders (default 3000)")
+    parser.add_argument("--days", type=int, default=60, help="days of transactions (default 60)")
     args = parser.parse_args(argv)
+    if args.users < 1 or args.days < 20:
+        raise InvalidInputError(f"--users {args.users} --days {args.days}: give at least 1 user and 20 days")
     job = Job(args, "demo")
     settings, lakefs = job.settings, job.lakefs
-    main_branch = settings.lakefs.default_branch
-    synthetic = load_module("synthetic", [settings.root / "examples"], what="data generator")
-    with step("lakeFS repository"):
+    main_branch = lakefs.default_branch
+    with step("repository with a protected main"):
         lakefs.ensure_repository()
-    spark, tables = job.spark, job.tables
+        lakefs.protect_branch(main_branch)
+    code, repo = settings.code.pipelines, settings.code.feature_repo
 
-    with step("synthetic feature tables on main"):
-        wrote = False
-        for name, frame in (("features.labels", synthetic.labelled_events(spark, args.users)),
-                            ("features.user_stats", synthetic.user_stats(spark, args.users)),
-                            ("features.user_profile", synthetic.user_profile(spark, args.users))):
-            if not tables.exists(name, main_branch):
-                tables.write(frame, name, main_branch)
-                wrote = True
-        if wrote:
-            lakefs.commit(main_branch, "demo: synthetic labels and features", {"job": "demo", "users": args.users})
+    with step("ingest raw transactions"):
+        raw = load_pipeline("card_transactions", code, {"users": str(args.users), "days": str(args.days)}, None)
+        ingest = run_pipeline(job.spark, job.tables, lakefs, raw, experiment=f"ingest-{args.users}u-{args.days}d",
+                              merge_into=main_branch, tag=f"raw-{args.users}u-{args.days}d", delete_branch=True,
+                              code_root=settings.root)
+
+    experiments = []
+    for transform in ("raw", "log1p"):
+        with step(f"feature pipeline, amount_transform={transform}"):
+            n = next_number(lakefs.tags("feature-eng-v"), "feature-eng-v")
+            loaded = load_pipeline("fraud_features", code, {"amount_transform": transform}, repo)
+            experiments.append(run_pipeline(
+                job.spark, job.tables, lakefs, loaded, experiment=f"features-v{n}-{transform}", merge_into=main_branch,
+                tag=f"feature-eng-v{n}", delete_branch=True, code_root=settings.root))
+    feature_tag = experiments[-1].tag
+    assert feature_tag is not None
 
     with step("split version"):
-        params = SplitParams.of(entity_key="user_id", ratios={"train": 0.8, "val": 0.1, "test": 0.1}, seed=42,
-                                stratify_by="label", time_column="event_timestamp")
+        params = SplitParams.of(entity_key="txn_id", group_by="user_id", stratify_by="is_fraud", seed=42,
+                                ratios={"train": 0.8, "val": 0.1, "test": 0.1}, time_column="event_timestamp")
         split_report = compute_split_version(
-            spark, tables, lakefs, SplitVersion(SPLIT_VERSION, "features.labels", main_branch, params), main_branch,
-            feature_table="features.user_stats", storage_report="estimate")
+            job.spark, job.tables, lakefs, SplitVersion(SPLIT_VERSION, "features.transaction_labels", main_branch, params),
+            merge_into=main_branch, delete_branch=True, feature_table="features.user_txn_stats",
+            storage_report="estimate")
 
     with step("training set"):
         lineage = build_training_set(
-            spark, tables, lakefs, feature_repo=settings.root / "examples" / "feature_repo",
-            features="fraud_model_v1", ref=main_branch, split_version=SPLIT_VERSION, splits=["train"],
-            output=f"lakefs://{lakefs.repository}/{main_branch}/training_sets/fraud_model_v1_train", overwrite=True)
+            job.spark, job.tables, lakefs, feature_repo=repo, features="fraud_model", ref=main_branch,
+            split_version=SPLIT_VERSION, splits=["train"], overwrite=True,
+            output=f"lakefs://{lakefs.repository}/{main_branch}/training_sets/fraud_model_train")
 
+    print()
+    print(f"raw data      {ingest.tag} = {ingest.merge_commit}")
+    for result in experiments:
+        print(f"experiment    {result.branch}: merged @ {result.merge_commit[:12]}, tag {result.tag}, "
+              f"branch deleted: {result.branch_deleted}, tables {result.written.get('tables')}")
     print()
     print(split_report.render())
     print()
-    print(f"training set  {lineage.output}  ({lineage.row_count:,d} rows, commit {lineage.output_commit})")
+    print(f"training set  {lineage.output}  ({lineage.row_count:,d} rows, merged @ {lineage.output_commit})")
     print(f"  read at     {lineage.lakefs_ref} = {lineage.lakefs_commit}")
     print(f"  features    {', '.join(lineage.features)}")
     print(f"  fingerprint {lineage.fingerprint}")
     print(f"  feast repo  {lineage.feast_repo_commit}")
     print()
-    print(f"lakeFS        {settings.lakefs.endpoint}  (repository {lakefs.repository})")
+    stray = sorted(b for b in lakefs.branches() if b != main_branch)
+    print(f"branches      {main_branch} (protected: {main_branch in lakefs.protected_branches()})"
+          + (f"; also {', '.join(stray)}" if stray else "; no experiment branches left"))
+    print(f"lakeFS UI     {settings.lakefs.endpoint}/repositories/{lakefs.repository}/objects?ref={feature_tag}")
     print(f"MLflow        {settings.mlflow.tracking_uri}")
-    print(f"services dir  {settings.services.run_dir}")
     return 0
 
 

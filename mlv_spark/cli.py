@@ -39,6 +39,41 @@ def job_parser(description: str, *, lakefs: bool = True) -> argparse.ArgumentPar
     return parser
 
 
+def add_lifecycle_arguments(parser: argparse.ArgumentParser, default_experiment: str) -> None:
+    """The experiment-branch options every writing job shares (see mlv_spark.lifecycle)."""
+    parser.add_argument("--experiment", default=None,
+                        help=f"experiment name; its branch is <prefix><name>, e.g. exp-<name> (default {default_experiment})")
+    parser.add_argument("--merge-into", default=None, metavar="BRANCH",
+                        help="merge the experiment into this branch when it is committed (e.g. main)")
+    parser.add_argument("--tag", default=None, help="tag the merge commit (immutable; needs --merge-into)")
+    parser.add_argument("--delete-branch", action="store_true", help="delete the experiment branch after the merge")
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, flag: str) -> None:
+    """The options of jobs that run a pipeline: `flag` (--pipeline or --generator) names it."""
+    parser.add_argument(flag, required=True, dest="pipeline",
+                        help="a name in the profile's [code] pipelines folders, a dotted module path or a .py file")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pipeline parameter (repeatable), e.g. amount_transform=log1p")
+    parser.add_argument("--source-ref", default=None, help="ref the experiment branch starts from (default: main)")
+    parser.add_argument("--feature-repo", default=None,
+                        help="Feast repo the outputs are validated against (default: the profile's [code] feature_repo)")
+    add_lifecycle_arguments(parser, default_experiment=f"{flag.lstrip('-')}-<name>")
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` items (repeatable --param) as a mapping; a malformed or repeated key is an error."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--param {item!r}: write KEY=VALUE, e.g. --param amount_transform=log1p")
+        if key.strip() in params:
+            raise InvalidInputError(f"--param {key.strip()!r} is given twice")
+        params[key.strip()] = value.strip()
+    return params
+
+
 class Job:
     """Settings, lakeFS, Spark session, catalog and Tables of one job run."""
 

@@ -61,6 +61,15 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class CodeSettings:
+    """Where user code and definitions live: the folders `--pipeline NAME` is looked up in, and
+    the Feast feature repo the pipelines' outputs are checked against."""
+
+    pipelines: tuple[Path, ...]
+    feature_repo: Path | None
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str
     root: Path
@@ -70,6 +79,7 @@ class Settings:
     mlflow: MlflowSettings
     services: ServiceSettings
     catalogs: Mapping[str, Mapping[str, str]]
+    code: CodeSettings = CodeSettings((), None)
 
     @property
     def log4j_conf(self) -> Path:
@@ -197,6 +207,11 @@ def load_settings(
             resolved["warehouse"] = str(local_path(resolved["warehouse"]))
         catalogs[str(name)] = resolved
 
+    code_raw = raw.get("code", {})
+    pipelines = tuple(local_path(p.strip()) for p in str(code_raw.get("pipelines", "")).split(",") if p.strip())
+    feature_repo = str(code_raw.get("feature_repo", "")).strip()
+    code = CodeSettings(pipelines, local_path(feature_repo) if feature_repo else None)
+
     return Settings(
         profile=profile,
         root=root,
@@ -206,4 +221,5 @@ def load_settings(
         mlflow=mlflow,
         services=services,
         catalogs=catalogs,
+        code=code,
     )

@@ -159,6 +159,13 @@ class LocalServices:
                 "  enabled: false",
                 "usage_report:",
                 "  enabled: false",
+                # No sign-up page before the web UI's login, and no calls home (this machine may
+                # have no Internet: the audit check would only log its failure).
+                "email_subscription:",
+                "  enabled: false",
+                "security:",
+                "  check_latest_version: false",
+                '  audit_check_url: "http://127.0.0.1:9/audit"',
                 "",
             ])
         )
@@ -203,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     services = LocalServices(load_settings(args.profile))
     if args.action == "up":
         endpoints = services.up()
-        print(f"lakeFS  {endpoints.lakefs}   (S3 gateway: same address; data under {services.run_dir / 'lakefs'})")
-        print(f"MLflow  {endpoints.mlflow}")
+        print(f"lakeFS  {endpoints.lakefs}   (web UI and S3 gateway; data under {services.run_dir / 'lakefs'}; "
+              "log in with the [lakefs] keys of the profile)")
+        print(f"MLflow  {endpoints.mlflow}   (tracking server and UI; store under {services.run_dir / 'mlflow-server'})")
     elif args.action == "down":
         services.down()
     else:
@@ -214,4 +222,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mlv_spark.cli import run
+
+    run(main)

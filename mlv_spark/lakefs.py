@@ -455,6 +455,28 @@ class LakeFS:
         with self._api("reset uncommitted changes", branch):
             self.repo.branch(branch).reset_changes(path_type="reset")
 
+    def has_unmerged_changes(self, branch: str, target: str) -> bool:
+        """Whether `branch` holds work that `target` lacks: commits since their merge base, or
+        uncommitted changes."""
+        with self._api(f"diff against {target}", branch):
+            if next(iter(self.repo.ref(target).diff(other_ref=branch, max_amount=1)), None) is not None:
+                return True
+        return bool(self.uncommitted(branch)[:1])
+
+    def list_dir(self, ref: str, prefix: str = "") -> tuple[list[str], list[tuple[str, int]]]:
+        """What lies right below `prefix` at `ref`: the "directories" (common prefixes, each
+        ending in '/') and the objects with their sizes."""
+        prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        dirs, files = [], []
+        with self._api(f"list {prefix or '/'}", ref):
+            for entry in self.repo.ref(ref).objects(prefix=prefix, delimiter="/"):
+                size = getattr(entry, "size_bytes", None)
+                if size is None:
+                    dirs.append(entry.path)
+                else:
+                    files.append((entry.path, int(size)))
+        return dirs, files
+
     def objects(self, ref: str, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(path, size in bytes) of every object under `prefix` at `ref`."""
         with self._api(f"list objects under {prefix!r}", ref):

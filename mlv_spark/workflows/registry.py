@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from mlv_spark.catalogs import Tables
 from mlv_spark.errors import InvalidInputError, SplitVersionError
 from mlv_spark.splits.index import SPLITS_TABLE, VERSIONS_TABLE, SplitVersion, decode_entity_key
+from mlv_spark.sql import quote as sql_name
 
 
 class SplitRegistry:
@@ -49,9 +50,12 @@ class SplitRegistry:
         """The index rows of `version` (all splits)."""
         return self.tables.read(SPLITS_TABLE, self.ref).where(F.col("split_version") == version)
 
-    def entity_rows(self, version: str, splits: Sequence[str]) -> tuple[DataFrame, SplitVersion, dict[str, Any]]:
+    def entity_rows(self, version: str, splits: Sequence[str], columns: Sequence[str] = ()
+                    ) -> tuple[DataFrame, SplitVersion, dict[str, Any]]:
         """The index rows of `version` in `splits`, with the original key columns restored:
-        (key columns…, event_timestamp, split)."""
+        (key columns…, event_timestamp, split, `columns`…). `columns` (labels, other join keys)
+        are joined back from the version's source table at its source commit, on the key and the
+        event time; where several source rows share both, the smallest values are taken."""
         definition, record = self.require(version)
         known = definition.params.split_names
         unknown = [s for s in splits if s not in known]
@@ -59,5 +63,25 @@ class SplitRegistry:
             raise InvalidInputError(f"split(s) {unknown or list(splits)} not in split version {version!r}; it has {known}")
         index = self.index(version).where(F.col("split").isin(list(splits)))
         keys = list(definition.key_types)
-        decoded = decode_entity_key(index, definition.key_types).select(*keys, "event_timestamp", "split")
-        return decoded, definition, record
+        rows = decode_entity_key(index, definition.key_types).select(*keys, "event_timestamp", "split")
+        extra = [c for c in dict.fromkeys(columns) if c not in rows.columns]
+        if extra:
+            rows = rows.join(self._source_columns(definition, record, keys, extra), [*keys, "event_timestamp"], "left")
+        return rows, definition, record
+
+    def _source_columns(self, definition: SplitVersion, record: dict[str, Any], keys: list[str],
+                        columns: list[str]) -> DataFrame:
+        source = self.tables.read(definition.source_table, record["source_commit"])
+        missing = [c for c in columns if c not in source.columns]
+        if missing:
+            raise InvalidInputError(
+                f"column(s) {missing} are not in {definition.source_table}, the source of split version "
+                f"{definition.name!r}; it has {source.columns}")
+        time_column = definition.params.time_column
+        assert time_column is not None  # every split version has one
+        values = F.min(F.struct(*[F.col(sql_name(c)) for c in columns])).alias("__values")
+        return (source.select(*[F.col(sql_name(k)) for k in keys],
+                              F.col(sql_name(time_column)).cast("timestamp").alias("event_timestamp"),
+                              *[F.col(sql_name(c)) for c in columns])
+                .groupBy(*keys, "event_timestamp").agg(values)
+                .select(*keys, "event_timestamp", *[F.col("__values")[c].alias(c) for c in columns]))

@@ -1,15 +1,22 @@
-"""Compute one split version and publish it to the split index table on a lakeFS branch.
+"""Compute one split version and publish it to the split index table through an experiment branch.
 
-Order of work, so that bad input writes nothing: validate the version → resolve the source ref
-to a commit and check the target branch → read the entity table there → check the registry
-(same definition: no-op; another: error) → assign splits (`mlv_spark.splits.assign`) → publish
-on the branch: index rows, registry row and report, one commit with the parameters as metadata.
-Any failure after the first write resets the branch's uncommitted changes under `ml_datasets/`.
+Order of work, so that bad input writes nothing: validate the version → plan the experiment
+(names, target, tag; `mlv_spark.lifecycle`) → check the target's registry (same definition:
+no-op; another: error) → read the entity table at the source commit and assign splits
+(`mlv_spark.splits.assign`, cached: data errors show here) → open the branch from the target's
+head → write index rows, registry row and report → commit with the parameters as metadata →
+merge → tag → delete.
+
+A split version is immutable: when two runs publish the same new version at once, both write
+the one table's pointer, so the second merge conflicts; it then finds the version on the target
+and is a no-op (same definition) or a SplitVersionError (another one) — the table holds exactly
+one copy. A conflict over another version is published again on the target's new head.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -18,8 +25,9 @@ from typing import Literal
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from mlv_spark import lifecycle
 from mlv_spark.catalogs import Tables
-from mlv_spark.errors import InvalidInputError
+from mlv_spark.errors import InvalidInputError, MergeConflictError
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.log import get_logger
 from mlv_spark.splits import assign
@@ -35,11 +43,13 @@ from mlv_spark.splits.index import (
     split_counts,
     version_record,
 )
-from mlv_spark.workflows.publish import commit_with_manifest, staged
+from mlv_spark.workflows.publish import put_manifest
 from mlv_spark.workflows.registry import SplitRegistry
 
 log = get_logger(__name__)
 NAMESPACE_PREFIX = "ml_datasets/"
+#: How often a split version is published again when its target changed under the merge.
+MERGE_ATTEMPTS = 3
 StorageReport = Literal["estimate", "measured"]
 
 
@@ -55,6 +65,8 @@ class SplitReport:
     index_bytes: int | None = None
     copies_bytes: int | None = None
     storage: StorageReport | None = None
+    merge_commit: str | None = None
+    lifecycle: dict | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -64,6 +76,8 @@ class SplitReport:
         lines.append(f"  source commit {self.source_commit}")
         if self.commit:
             lines.append(f"  commit        {self.commit}")
+        if self.merge_commit:
+            lines.append(f"  merged        {self.merge_commit}")
         total = sum(self.totals.values())
         for split, count in self.totals.items():
             lines.append(f"  {split:<12} {count:>12,d}  {count / total:7.2%}" if total else f"  {split}: 0")
@@ -91,23 +105,98 @@ def compute_split_version(
     tables: Tables,
     lakefs: LakeFS,
     version: SplitVersion,
-    branch: str,
     *,
-    create_branch_from: str | None = None,
+    experiment: str | None = None,
+    merge_into: str | None = None,
+    tag: str | None = None,
+    delete_branch: bool = False,
     feature_table: str | None = None,
     storage_report: StorageReport | None = None,
 ) -> SplitReport:
-    """Compute and commit split version `version` on `branch`; see the module doc for the order."""
+    """Compute split version `version` and publish it through an experiment branch (see the
+    module doc); a version that `merge_into` (or the source ref) already holds with the same
+    definition is a no-op, with another definition an error."""
     version.validate()
+    experiment = experiment or "splits-" + re.sub(r"[^-\w]", "-", version.name)
+    target = merge_into or version.source_ref
+    owner_params = {"definition": {**version.definition(), "key_types": None}, "feature_table": feature_table,
+                    "storage_report": storage_report, "catalog": tables.catalog.type_name}
     source_commit = lakefs.resolve(version.source_ref)
-    branch_exists = lakefs.branch_exists(branch)
-    if branch_exists:
-        lakefs.require_branch(branch)
-        registry_ref = branch
-    elif create_branch_from is None:
-        raise InvalidInputError(f"target branch {branch!r} does not exist; create it or pass a source to branch from")
-    else:
-        registry_ref = lakefs.resolve(create_branch_from)
+    prepared: _Prepared | None = None
+    try:
+        for attempt in range(1, MERGE_ATTEMPTS + 1):
+            plan = lifecycle.plan(lakefs, experiment=experiment, owner="splits", params=owner_params, source_ref=target,
+                                  merge_into=merge_into, tag=tag, delete_branch=delete_branch)
+            if plan.needs_write:
+                existing = _existing(tables, lakefs, target, version, source_commit)
+                if existing is not None:
+                    return existing
+                prepared = prepared or _prepare(spark, tables, version, source_commit,
+                                                SplitRegistry(tables, lakefs.resolve(target)))
+            report = SplitReport(version.name, plan.branch, None, source_commit, False)
+            try:
+                result = lifecycle.run(
+                    lakefs, plan,
+                    lambda branch: _write(spark, tables, lakefs, branch, prepared, report, feature_table, storage_report),
+                    message=f"split version {version.name}", metadata=_commit_metadata(prepared or version, source_commit))
+            except MergeConflictError:
+                existing = _existing(tables, lakefs, target, version, source_commit, concurrent=True)
+                if existing is not None:  # the same version was published meanwhile, with the same definition
+                    if lakefs.branch_exists(plan.branch):
+                        lakefs.delete_branch(plan.branch)
+                    return existing
+                log.warning("splits: %s changed under the merge (attempt %d of %d); publishing again on its new head",
+                            target, attempt, MERGE_ATTEMPTS)
+                lakefs.delete_branch(plan.branch)
+                continue
+            report.commit, report.merge_commit = result.commit, result.merge_commit
+            report.lifecycle = json.loads(result.to_json())
+            report.noop = "merge" in result.resumed  # this same run had finished before
+            if not report.totals:  # resumed: the counts come from what was published
+                report.totals, report.per_stratum = split_counts(
+                    SplitRegistry(tables, result.merge_commit or result.commit or target).index(version.name))
+            return report
+        raise MergeConflictError(f"split version {version.name!r}: {target} kept changing under {MERGE_ATTEMPTS} merges; rerun")
+    finally:
+        if prepared is not None:
+            prepared.index.unpersist()
+
+
+@dataclass
+class _Prepared:
+    """A split version computed (cached) and ready to write: its definition with key types, the
+    index rows, the counts and the source rows."""
+
+    version: SplitVersion
+    source_commit: str
+    source: DataFrame
+    index: DataFrame
+    totals: dict[str, int]
+    per_stratum: list[tuple[str | None, str, int]]
+
+
+def _existing(tables: Tables, lakefs: LakeFS, target: str, version: SplitVersion, source_commit: str,
+              concurrent: bool = False) -> SplitReport | None:
+    """A no-op report when `target` already holds the version with this definition; None when it
+    holds no such version; a SplitVersionError when it holds it with another definition."""
+    head = lakefs.resolve(target)
+    registry = SplitRegistry(tables, head)
+    existing = registry.record(version.name)
+    if existing is None:
+        return None
+    recorded = SplitVersion.from_record(existing)
+    if check_version(existing, version.with_key_types(recorded.key_types)):
+        totals, per_stratum = split_counts(registry.index(version.name))
+        how = "was published by a concurrent run" if concurrent else "already exists"
+        log.info("splits: version %s %s with the same parameters on %s: nothing to do", version.name, how, target)
+        return SplitReport(version.name, target, None, existing["source_commit"], True, totals, per_stratum)
+    raise AssertionError("check_version raises for another definition")  # pragma: no cover
+
+
+def _prepare(spark: SparkSession, tables: Tables, version: SplitVersion, source_commit: str,
+             registry: SplitRegistry) -> _Prepared:
+    """Read the entity table at the source commit and assign splits (cached): every data error
+    shows here, before a branch exists."""
     source = tables.read(version.source_table, source_commit)
     params = version.params
     missing = [c for c in (*params.entity_key, params.time_column, *params.stratify_by, *params.group_by)
@@ -117,63 +206,61 @@ def compute_split_version(
             f"column(s) {missing} not in {version.source_table}@{version.source_ref}; it has {source.columns}"
         )
     version = version.with_key_types({k: source.schema[k].dataType.simpleString() for k in params.entity_key})
-
-    registry = SplitRegistry(tables, registry_ref)
-    existing = registry.record(version.name)
-    if check_version(existing, version):
-        assert existing is not None  # check_version is true only for an existing version
-        totals, per_stratum = split_counts(registry.index(version.name))
-        log.info("splits: version %s already exists with the same parameters: nothing to do", version.name)
-        return SplitReport(version.name, branch, None, existing["source_commit"], True, totals, per_stratum)
-
     previous = None
     if version.previous_version:
         if registry.record(version.previous_version) is None:
-            raise InvalidInputError(f"previous split version {version.previous_version!r} does not exist on {registry_ref}")
+            raise InvalidInputError(f"previous split version {version.previous_version!r} does not exist at {registry.ref[:12]}")
         previous = decode_entity_key(registry.index(version.previous_version), version.key_types).select(
             *params.entity_key, "split").dropDuplicates(list(params.entity_key))
-
     started = time.monotonic()
     index = build_index(assign(source, params, previous=previous, per_row=True), version).cache()
     try:
         totals, per_stratum = split_counts(index)
-        totals = {name: totals[name] for name in params.split_names if name in totals}
-        if not totals:
-            raise InvalidInputError(f"{version.source_table}@{version.source_ref} yielded no rows to split")
-        log.info("splits: assigned %d rows in %.1fs", sum(totals.values()), time.monotonic() - started)
-        if not branch_exists:
-            lakefs.create_branch(branch, registry_ref)
-        report = SplitReport(version.name, branch, None, source_commit, False, totals, per_stratum)
-        with staged(lakefs, branch, [NAMESPACE_PREFIX]):
-            tables.write(index, SPLITS_TABLE, branch, mode="append" if tables.exists(SPLITS_TABLE, branch) else "create",
-                         partition_by=["split_version"])
-            record = version_record(version, source_commit, totals)
-            registry_row = spark.createDataFrame([(*record.values(), None)], VERSION_SCHEMA).withColumn(
-                "created_at", F.current_timestamp())
-            tables.write(registry_row, VERSIONS_TABLE, branch,
-                         mode="append" if tables.exists(VERSIONS_TABLE, branch) else "create")
-            if storage_report is not None:
-                report.storage = storage_report
-                report.index_bytes = sum(c.size_bytes or 0 for c in lakefs.uncommitted(branch, prefix="ml_datasets/splits/")
-                                         if c.type == "added")
-                features = tables.read(feature_table, source_commit) if feature_table else source
-                report.copies_bytes = (
-                    _measure_copies(lakefs, branch, features, index, list(params.entity_key))
-                    if storage_report == "measured"
-                    else _estimate_copies(tables, feature_table or version.source_table, source_commit, totals)
-                )
-            metadata = {
-                "mlv.kind": "split_version", "split_version": version.name, "split_seed": params.seed,
-                "params_hash": version.params_hash, "source_commit": source_commit, **{
-                    f"param.{k}": (json.dumps(v, separators=(",", ":")) if not isinstance(v, str) else v)
-                    for k, v in version.definition().items()},
-            }
-            report.commit = commit_with_manifest(
-                lakefs, branch, f"ml_datasets/_reports/splits/{version.name}.json", json.loads(report.to_json()),
-                f"split version {version.name}", metadata)
-    finally:
+    except BaseException:
         index.unpersist()
-    return report
+        raise
+    totals = {name: totals[name] for name in params.split_names if name in totals}
+    if not totals:
+        index.unpersist()
+        raise InvalidInputError(f"{version.source_table}@{version.source_ref} yielded no rows to split")
+    log.info("splits: assigned %d rows in %.1fs", sum(totals.values()), time.monotonic() - started)
+    return _Prepared(version, source_commit, source, index, totals, per_stratum)
+
+
+def _write(spark: SparkSession, tables: Tables, lakefs: LakeFS, branch: str, prepared: _Prepared | None,
+           report: SplitReport, feature_table: str | None, storage_report: StorageReport | None) -> dict:
+    """Index rows, registry row and report on the branch (the lifecycle commits them)."""
+    assert prepared is not None  # the lifecycle writes only when nothing was committed yet
+    version = prepared.version
+    report.totals, report.per_stratum = prepared.totals, prepared.per_stratum
+    mode = "append" if tables.exists(SPLITS_TABLE, branch) else "create"
+    tables.write(prepared.index, SPLITS_TABLE, branch, mode=mode, partition_by=["split_version"])
+    record = version_record(version, prepared.source_commit, prepared.totals)
+    registry_row = spark.createDataFrame([(*record.values(), None)], VERSION_SCHEMA).withColumn(
+        "created_at", F.current_timestamp())
+    tables.write(registry_row, VERSIONS_TABLE, branch, mode="append" if tables.exists(VERSIONS_TABLE, branch) else "create")
+    if storage_report is not None:
+        report.storage = storage_report
+        report.index_bytes = sum(c.size_bytes or 0 for c in lakefs.uncommitted(branch, prefix="ml_datasets/splits/")
+                                 if c.type == "added")
+        features = tables.read(feature_table, prepared.source_commit) if feature_table else prepared.source
+        report.copies_bytes = (
+            _measure_copies(lakefs, branch, features, prepared.index, list(version.params.entity_key))
+            if storage_report == "measured"
+            else _estimate_copies(tables, feature_table or version.source_table, prepared.source_commit, prepared.totals)
+        )
+    put_manifest(lakefs, branch, f"ml_datasets/_reports/splits/{version.name}.json", json.loads(report.to_json()))
+    return {"split_version": version.name, "rows": sum(prepared.totals.values()), "totals": prepared.totals}
+
+
+def _commit_metadata(prepared: _Prepared | SplitVersion, source_commit: str) -> dict[str, object]:
+    version = prepared.version if isinstance(prepared, _Prepared) else prepared
+    return {
+        "mlv.kind": "split_version", "split_version": version.name, "split_seed": version.params.seed,
+        "params_hash": version.params_hash, "source_commit": source_commit, **{
+            f"param.{k}": (json.dumps(v, separators=(",", ":")) if not isinstance(v, str) else v)
+            for k, v in version.definition().items()},
+    }
 
 
 def _estimate_copies(tables: Tables, feature_table: str, commit: str, totals: dict[str, int]) -> int:

@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
+from mlv_spark import lifecycle
 from mlv_spark.catalogs import Tables
 from mlv_spark.errors import InvalidInputError
 from mlv_spark.fingerprint import content_fingerprint, schema_signature
 from mlv_spark.lakefs import LakeFS, LakeFSLocation, pin_path
 from mlv_spark.log import get_logger
-from mlv_spark.sql import path_exists
+from mlv_spark.sql import path_exists, quote
 from mlv_spark.training import get_historical_features, load_feature_repo, resolve_features
 from mlv_spark.training.feast_repo import FeatureRepo
 from mlv_spark.workflows.provenance import feature_repo_commit
-from mlv_spark.workflows.publish import commit_with_manifest, staged
+from mlv_spark.workflows.publish import put_manifest
 from mlv_spark.workflows.registry import SplitRegistry
 
 log = get_logger(__name__)
@@ -140,6 +141,7 @@ def build_training_set(
     full_feature_names: bool = False,
     overwrite: bool = False,
     commit: str | None = None,
+    experiment: str | None = None,
 ) -> TrainingSetLineage:
     """Join and write one training set; returns its lineage (fingerprint, counts, commits).
 
@@ -149,7 +151,8 @@ def build_training_set(
     commit = commit or lakefs.resolve(ref)
 
     def table_at_commit(name: str) -> str:
-        return tables.catalog.table(name, commit).identifier or name
+        table = tables.catalog.table(name, commit)
+        return table.identifier or f"{table.format}.{quote(table.path or '')}"
 
     def path_at_commit(path: str) -> str:
         return pin_path(path, lakefs.repository, commit)
@@ -162,7 +165,8 @@ def build_training_set(
     destination = check_output(spark, lakefs, output, overwrite=overwrite,
                                source_paths=_source_paths(tables, requested, lakefs.repository))
 
-    entities, version, _ = SplitRegistry(tables, commit).entity_rows(split_version, splits)
+    join_columns = [c for r in requested for c in r.entity_keys]
+    entities, version, _ = SplitRegistry(tables, commit).entity_rows(split_version, splits, join_columns)
     started = time.monotonic()
     training = get_historical_features(
         spark, entities, feature_repo=repo, features=features, full_feature_names=full_feature_names,
@@ -171,32 +175,62 @@ def build_training_set(
     feature_columns = [c for c in training.columns if c not in entities.columns]
 
     location = destination.location
-    prefixes = [location.path + "/"] if location is not None else []
-    with staged(lakefs, location.ref, prefixes) if location is not None else nullcontext():
+    lineage_of = _lineage_maker(
+        lakefs=lakefs, ref=ref, commit=commit, split_version=split_version, seed=version.params.seed, splits=splits,
+        repo=repo, service=service, feature_refs=feature_refs, feature_columns=feature_columns, output=output,
+        output_format=output_format)
+    if location is None:
         training.write.format(output_format).mode("overwrite").save(destination.target)
-        written = spark.read.format(output_format).load(destination.target)
+        lineage = lineage_of(spark.read.format(output_format).load(destination.target))
+        if "://" not in destination.target:
+            Path(destination.target, MANIFEST).write_text(lineage.to_json())
+    else:
+        built: list[TrainingSetLineage] = []
+
+        def write(branch: str) -> dict:
+            target = location.at(branch).s3a
+            training.write.format(output_format).mode("overwrite").save(target)
+            built.append(lineage_of(spark.read.format(output_format).load(target)))
+            put_manifest(lakefs, branch, f"{location.path}/{MANIFEST}", json.loads(built[0].to_json()))
+            return {"path": location.path, "rows": built[0].row_count, "fingerprint": built[0].fingerprint}
+
+        plan = lifecycle.plan(
+            lakefs, experiment=experiment or _experiment_name(location.path), owner="training_set",
+            params={"path": location.path, "commit": commit, "split_version": split_version, "splits": list(splits),
+                    "features": feature_refs, "format": output_format},
+            source_ref=location.ref, merge_into=location.ref, delete_branch=True)
+        result = lifecycle.run(lakefs, plan, write, message=f"training set {location.path}", metadata={
+            "mlv.kind": "training_set", "lakefs_commit": commit, "split_version": split_version,
+            "splits": ",".join(splits), "feast_feature_service": service})
+        lineage = built[0] if built else TrainingSetLineage(**json.loads(lakefs.read_object(
+            result.merge_commit or result.commit, f"{location.path}/{MANIFEST}")))
+        lineage.output_commit = result.merge_commit
+    log.info("training set: %d rows, %d features, fingerprint %s, in %.1fs", lineage.row_count, len(feature_columns),
+             lineage.fingerprint[:16], time.monotonic() - started)
+    return lineage
+
+
+def _lineage_maker(*, lakefs: LakeFS, ref: str, commit: str, split_version: str, seed: int, splits: Sequence[str],
+                   repo: FeatureRepo, service: str, feature_refs: list[str], feature_columns: list[str], output: str,
+                   output_format: str):
+    """The lineage of a written training set, from the written rows (fingerprinted, one job)."""
+    def lineage_of(written: DataFrame) -> TrainingSetLineage:
         fp = content_fingerprint(written, count_by="split")
-        lineage = TrainingSetLineage(
+        return TrainingSetLineage(
             lakefs_repository=lakefs.repository, lakefs_ref=ref, lakefs_commit=commit,
-            split_version=split_version, split_seed=version.params.seed, splits=list(splits),
+            split_version=split_version, split_seed=seed, splits=list(splits),
             feast_repo_commit=feature_repo_commit(repo.root), feast_feature_service=service,
             features=feature_refs, feature_schema_hash=feature_schema_hash(written, feature_columns),
             fingerprint=fp.digest, row_count=fp.row_count, split_counts={str(s): n for s, n in fp.counts.items()},
             output=output, output_format=output_format,
         )
-        if location is not None:
-            lineage.output_commit = commit_with_manifest(
-                lakefs, location.ref, f"{location.path}/{MANIFEST}", json.loads(lineage.to_json()),
-                f"training set {location.path}", {
-                    "mlv.kind": "training_set", "fingerprint": fp.digest, "lakefs_commit": commit,
-                    "split_version": split_version, "splits": ",".join(splits), "feast_feature_service": service,
-                    "feast_repo_commit": lineage.feast_repo_commit, "row_count": fp.row_count,
-                })
-        elif "://" not in destination.target:
-            Path(destination.target, MANIFEST).write_text(lineage.to_json())
-    log.info("training set: %d rows, %d features, fingerprint %s, in %.1fs", fp.row_count, len(feature_columns),
-             fp.digest[:16], time.monotonic() - started)
-    return lineage
+    return lineage_of
+
+
+def _experiment_name(path: str) -> str:
+    """The experiment branch of a training set written to `path` (letters, digits, '-', '_')."""
+    slug = re.sub(r"[^-\w]+", "-", path).strip("-")[:80]
+    return f"training-set-{slug}"
 
 
 def _source_paths(tables: Tables, requested, repository: str) -> list[str]:

@@ -60,7 +60,8 @@ def stack(spark, settings, lakefs_repo, tmp_path):
     lakefs_repo.commit("main", "entities and features")
     params = SplitParams.of(entity_key="user_id", time_column="event_timestamp",
                             ratios={"train": 0.7, "val": 0.15, "test": 0.15}, seed=3, stratify_by="label")
-    compute_split_version(spark, tables, lakefs_repo, SplitVersion("v1", "features.labels", "main", params), "main")
+    compute_split_version(spark, tables, lakefs_repo, SplitVersion("v1", "features.labels", "main", params),
+                          merge_into="main", delete_branch=True)
     repo_dir = tmp_path / "feature_repo"
     repo_dir.mkdir()
     (repo_dir / "feature_store.yaml").write_text(textwrap.dedent("""\

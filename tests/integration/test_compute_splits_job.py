@@ -58,15 +58,21 @@ def test_split_job_writes_an_immutable_version_with_report(repo_with_entities):
     lk = tables.lakefs
     args = ["--repository", lk.repository, "--entity-table", ENTITY_TABLE, "--entity-key", "user_id",
             "--stratify-by", "label", "--ratios", "train=0.8,val=0.1,test=0.1", "--seed", "42",
-            "--split-version", "v1_stratified_80_10_10", "--branch", "main", "--storage-report",
+            "--split-version", "v1_stratified_80_10_10", "--merge-into", "main", "--delete-branch", "--storage-report",
             "--feature-table", FEATURE_TABLE]
-    first = run_job("compute_splits", *args)
+    before = lk.resolve("main")
+    first = run_job("compute_splits", *args, "--tag", "splits-v1")
     assert first.returncode == 0, first.output[-3000:]
     assert "split version v1_stratified_80_10_10" in first.stdout
     assert "storage: split index" in first.stdout
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
 
+    # the version reached main only by a merge of its experiment branch, which is gone; the tag is at the merge
     head = lk.resolve("main")
-    commit = lk.get_commit("main")
+    assert head == summary["merge_commit"] == lk.resolve("splits-v1")
+    assert lk.get_commit(head).parents == (before, summary["commit"])
+    assert not lk.branch_exists(summary["branch"]) and summary["branch"] == "exp-splits-v1_stratified_80_10_10"
+    commit = lk.get_commit(summary["commit"])
     assert commit.metadata["split_version"] == "v1_stratified_80_10_10"
     assert commit.metadata["split_seed"] == "42"
     assert json.loads(commit.metadata["param.ratios"]) == [["train", 0.8], ["val", 0.1], ["test", 0.1]]
@@ -90,24 +96,25 @@ def test_split_job_writes_an_immutable_version_with_report(repo_with_entities):
     assert "no-op" in again.stdout
     assert lk.resolve("main") == head
 
+    branches = lk.branches()
     changed = run_job("compute_splits", *[a if a != "42" else "7" for a in args])
     assert changed.returncode == 2
     assert "already exists with different parameters (seed differ)" in changed.output
-    assert lk.resolve("main") == head and lk.uncommitted("main") == []
+    assert lk.resolve("main") == head and lk.uncommitted("main") == [] and lk.branches() == branches
 
 
 def test_many_versions_coexist_and_sticky_growth_keeps_assignments(spark, repo_with_entities):
     tables = repo_with_entities
     lk = tables.lakefs
-    compute_split_version(spark, tables, lk, version("v1"), "main")
-    compute_split_version(spark, tables, lk, version("v1_hash", seed=7, method="hash"), "main")
+    compute_split_version(spark, tables, lk, version("v1"), merge_into="main", delete_branch=True)
+    compute_split_version(spark, tables, lk, version("v1_hash", seed=7, method="hash"), merge_into="main", delete_branch=True)
     # The data grows: 150 new users (and new events of old ones) arrive on main.
     grown = entities(spark, range(300, 450)).unionByName(
         entities(spark, range(0, 300, 7)).selectExpr("user_id", "event_timestamp + INTERVAL 40 DAYS AS event_timestamp",
                                                      "label", "amount"))
     tables.write(grown, ENTITY_TABLE, "main", mode="append")
     lk.commit("main", "more entities")
-    compute_split_version(spark, tables, lk, version("v2_sticky", previous_version="v1", seed=9), "main")
+    compute_split_version(spark, tables, lk, version("v2_sticky", previous_version="v1", seed=9), merge_into="main", delete_branch=True)
     index = tables.read(SPLITS_TABLE, "main")
     assert {r[0] for r in index.select("split_version").distinct().collect()} == {"v1", "v1_hash", "v2_sticky"}
     v1 = index.where("split_version = 'v1'").select("entity_key", F.col("split").alias("a")).distinct()
@@ -134,7 +141,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(spark, repo_with_entities
     lk = tables.lakefs
     head = lk.resolve("main")
     with pytest.raises(error, match=message):
-        compute_split_version(spark, tables, lk, version("v_bad", **bad), "main")
+        compute_split_version(spark, tables, lk, version("v_bad", **bad), merge_into="main", delete_branch=True)
     assert lk.resolve("main") == head and lk.uncommitted("main") == []
 
 
@@ -146,9 +153,9 @@ def test_null_keys_and_empty_input_are_refused_and_write_nothing(spark, repo_wit
     tables.write(nulls.limit(0), "features.empty", "main")
     head = lk.commit("main", "bad tables")
     with pytest.raises(InvalidInputError, match="null"):
-        compute_split_version(spark, tables, lk, version("v_null", source_table="features.with_nulls"), "main")
+        compute_split_version(spark, tables, lk, version("v_null", source_table="features.with_nulls"), merge_into="main", delete_branch=True)
     with pytest.raises(InvalidInputError, match="empty|no rows"):
-        compute_split_version(spark, tables, lk, version("v_empty", source_table="features.empty"), "main")
+        compute_split_version(spark, tables, lk, version("v_empty", source_table="features.empty"), merge_into="main", delete_branch=True)
     assert lk.resolve("main") == head and lk.uncommitted("main") == []
 
 
@@ -163,8 +170,8 @@ def test_unknown_ref_fails_fast_with_exit_code_2(repo_with_entities):
 
 def test_version_conflict_is_refused_in_process(spark, repo_with_entities):
     tables = repo_with_entities
-    compute_split_version(spark, tables, tables.lakefs, version("v1"), "main")
+    compute_split_version(spark, tables, tables.lakefs, version("v1"), merge_into="main", delete_branch=True)
     head = tables.lakefs.resolve("main")
     with pytest.raises(SplitVersionError, match="ratios differ"):
-        compute_split_version(spark, tables, tables.lakefs, version("v1", ratios={"train": 0.5, "test": 0.5}), "main")
+        compute_split_version(spark, tables, tables.lakefs, version("v1", ratios={"train": 0.5, "test": 0.5}), merge_into="main", delete_branch=True)
     assert tables.lakefs.resolve("main") == head

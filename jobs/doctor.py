@@ -1,0 +1,46 @@
+"""Check a lakeFS repository for the strategy's anti-patterns: separate train/val/test tables,
+branches used as permanent version markers, transform code stored in lakeFS, and lineage that
+names an Iceberg snapshot without a lakeFS commit. Explains each finding and its fix; exits 3
+when there is any, 0 when the repository is clean.
+
+Example:
+  ./spark-submit.sh jobs/doctor.py --ref main
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from mlv_spark.cli import Job, job_parser, run
+from mlv_spark.errors import InvalidInputError
+from mlv_spark.lifecycle.doctor import as_dicts, examine
+
+FINDINGS_EXIT_CODE = 3
+
+
+def main(argv: list[str]) -> int:
+    parser = job_parser(__doc__.splitlines()[0], lakefs=False)
+    parser.add_argument("--repository", help="lakeFS repository (default: the profile's)")
+    parser.add_argument("--ref", default=None, help="the ref to examine (default: the default branch)")
+    parser.add_argument("--stale-days", type=float, default=30.0,
+                        help="an unmerged branch older than this is a version marker (default 30)")
+    args = parser.parse_args(argv)
+    if args.stale_days < 0:
+        raise InvalidInputError(f"--stale-days {args.stale_days} must be >= 0")
+    job = Job(args, "doctor")
+    ref = args.ref or job.lakefs.default_branch
+    job.lakefs.resolve(ref)
+    findings, walked = examine(job.lakefs, ref, stale_days=args.stale_days)
+    for finding in findings:
+        print(finding.render())
+    tables = ", ".join(f"{p} ({f})" for p, f in sorted(walked.tables.items())) or "none"
+    print(f"examined lakefs://{job.lakefs.repository}/{ref}: tables {tables}; {len(walked.manifests)} lineage "
+          f"manifest(s); {len(findings)} finding(s)" + ("; the walk stopped early (a large tree)" if walked.truncated else ""))
+    print(json.dumps({"repository": job.lakefs.repository, "ref": ref, "findings": as_dicts(findings),
+                      "tables": walked.tables, "truncated": walked.truncated}, sort_keys=True))
+    return FINDINGS_EXIT_CODE if findings else 0
+
+
+if __name__ == "__main__":
+    run(main, sys.argv[1:])
