@@ -17,7 +17,7 @@ from mlv_spark.cli import Job, job_parser, run, step
 from mlv_spark.errors import InvalidInputError
 from mlv_spark.splits import SplitParams
 from mlv_spark.splits.index import SplitVersion
-from mlv_spark.workflows.feature_pipeline import load_pipeline, run_pipeline
+from mlv_spark.workflows.feature_pipeline import load_pipeline, plan_pipeline, run_pipeline
 from mlv_spark.workflows.split_version import compute_split_version
 from mlv_spark.workflows.training_set import build_training_set
 
@@ -47,18 +47,18 @@ def main(argv: list[str]) -> int:
 
     with step("ingest raw transactions"):
         raw = load_pipeline("card_transactions", code, {"users": str(args.users), "days": str(args.days)}, None)
-        ingest = run_pipeline(job.spark, job.tables, lakefs, raw, experiment=f"ingest-{args.users}u-{args.days}d",
-                              merge_into=main_branch, tag=f"raw-{args.users}u-{args.days}d", delete_branch=True,
-                              code_root=settings.root)
+        plan = plan_pipeline(lakefs, raw, catalog=job.catalog_type, experiment=f"ingest-{args.users}u-{args.days}d",
+                             merge_into=main_branch, tag=f"raw-{args.users}u-{args.days}d", delete_branch=True)
+        ingest = run_pipeline(job.spark, job.tables, lakefs, raw, plan, code_root=settings.root)
 
     experiments = []
     for transform in ("raw", "log1p"):
         with step(f"feature pipeline, amount_transform={transform}"):
             n = next_number(lakefs.tags("feature-eng-v"), "feature-eng-v")
             loaded = load_pipeline("fraud_features", code, {"amount_transform": transform}, repo)
-            experiments.append(run_pipeline(
-                job.spark, job.tables, lakefs, loaded, experiment=f"features-v{n}-{transform}", merge_into=main_branch,
-                tag=f"feature-eng-v{n}", delete_branch=True, code_root=settings.root))
+            plan = plan_pipeline(lakefs, loaded, catalog=job.catalog_type, experiment=f"features-v{n}-{transform}",
+                                 merge_into=main_branch, tag=f"feature-eng-v{n}", delete_branch=True)
+            experiments.append(run_pipeline(job.spark, job.tables, lakefs, loaded, plan, code_root=settings.root))
     feature_tag = experiments[-1].tag
     assert feature_tag is not None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from mlv_spark.cli import Job, add_pipeline_arguments, job_parser, parse_params, run
-from mlv_spark.workflows.feature_pipeline import load_pipeline, run_pipeline
+from mlv_spark.workflows.feature_pipeline import load_pipeline, plan_pipeline, run_pipeline
 
 
 def main(argv: list[str]) -> int:
@@ -24,9 +24,10 @@ def main(argv: list[str]) -> int:
     job = Job(args, "feature_pipeline")
     loaded = load_pipeline(args.pipeline, job.settings.code.pipelines, parse_params(args.param),
                            args.feature_repo or job.settings.code.feature_repo)
-    result = run_pipeline(job.spark, job.tables, job.lakefs, loaded, experiment=args.experiment or f"pipeline-{loaded.pipeline.name}",
-                          source_ref=args.source_ref, merge_into=args.merge_into, tag=args.tag,
-                          delete_branch=args.delete_branch, code_root=job.settings.root)
+    plan = plan_pipeline(job.lakefs, loaded, catalog=job.catalog_type, experiment=args.experiment or f"pipeline-{loaded.pipeline.name}",
+                         source_ref=args.source_ref, merge_into=args.merge_into, tag=args.tag,
+                         delete_branch=args.delete_branch)
+    result = run_pipeline(job.spark, job.tables, job.lakefs, loaded, plan, code_root=job.settings.root)
     print(result.to_json())
     return 0
 

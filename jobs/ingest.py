@@ -14,7 +14,7 @@ import sys
 
 from mlv_spark.cli import Job, add_pipeline_arguments, job_parser, parse_params, run
 from mlv_spark.errors import InvalidInputError
-from mlv_spark.workflows.feature_pipeline import load_pipeline, run_pipeline
+from mlv_spark.workflows.feature_pipeline import load_pipeline, plan_pipeline, run_pipeline
 
 
 def main(argv: list[str]) -> int:
@@ -22,13 +22,15 @@ def main(argv: list[str]) -> int:
     add_pipeline_arguments(parser, "--generator")
     args = parser.parse_args(argv)
     job = Job(args, "ingest")
-    loaded = load_pipeline(args.pipeline, job.settings.code.pipelines, parse_params(args.param), None)
+    loaded = load_pipeline(args.pipeline, job.settings.code.pipelines, parse_params(args.param),
+                           args.feature_repo or job.settings.code.feature_repo)
     if loaded.pipeline.inputs:
         raise InvalidInputError(f"--generator {args.pipeline!r} reads tables {list(loaded.pipeline.inputs)}; "
                                 "generators read nothing (run it with jobs/feature_pipeline.py)")
-    result = run_pipeline(job.spark, job.tables, job.lakefs, loaded, experiment=args.experiment or f"ingest-{loaded.pipeline.name}",
-                          source_ref=args.source_ref, merge_into=args.merge_into, tag=args.tag,
-                          delete_branch=args.delete_branch, code_root=job.settings.root)
+    plan = plan_pipeline(job.lakefs, loaded, catalog=job.catalog_type, experiment=args.experiment or f"ingest-{loaded.pipeline.name}",
+                         source_ref=args.source_ref, merge_into=args.merge_into, tag=args.tag,
+                         delete_branch=args.delete_branch)
+    result = run_pipeline(job.spark, job.tables, job.lakefs, loaded, plan, code_root=job.settings.root)
     print(result.to_json())
     return 0
 

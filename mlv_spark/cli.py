@@ -90,6 +90,13 @@ class Job:
 
         return LakeFS(self.settings.lakefs, getattr(self.args, "repository", None))
 
+    @property
+    def catalog_type(self) -> str:
+        """The type of the job's catalog, known without Spark."""
+        from mlv_spark.catalogs import catalog_properties
+
+        return catalog_properties(self.settings, getattr(self.args, "catalog", "lakefs"))["type"]
+
     @cached_property
     def spark(self):  # -> pyspark.sql.SparkSession
         from mlv_spark.session import build_session

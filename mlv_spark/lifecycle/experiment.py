@@ -115,10 +115,16 @@ def plan(lakefs: LakeFS, *, experiment: str, owner: str, params: Mapping[str, An
     digest = params_hash(owner, params)
     resume = False
     committed = None
-    if lakefs.branch_exists(branch):
-        marker = _marker(lakefs, branch)
-        if marker is None or marker.metadata.get("mlv.owner") != owner or marker.metadata.get("mlv.params_hash") != digest:
-            held = f"{marker.metadata.get('mlv.owner')} with other parameters" if marker is not None else "work not made by mlv-spark"
+    merged = _find_merge(lakefs, merge_into, experiment, digest) if merge_into else None
+    if merged is not None:  # finished up to the merge: only the tag and the clean-up can be left
+        source_commit = merged.metadata.get("mlv.source_commit", source_commit)
+        resume = lakefs.branch_exists(branch)
+    elif lakefs.branch_exists(branch):
+        marker = _marker(lakefs, branch, [source_ref, *([merge_into] if merge_into else []), lakefs.default_branch])
+        if marker is None or marker.metadata.get("mlv.owner") != owner or marker.metadata.get("mlv.params_hash") != digest \
+                or marker.metadata.get("mlv.experiment") != experiment:
+            held = (f"{marker.metadata.get('mlv.owner')} ({marker.metadata.get('mlv.experiment')}) with other parameters"
+                    if marker is not None else "work not made by this experiment")
             raise LakeFSError(
                 f"branch {branch!r} already exists and holds {held}; choose another --experiment name, or delete the "
                 f"branch (jobs/cleanup_branches.py --prefix {branch} --force) if it is abandoned"
@@ -128,7 +134,6 @@ def plan(lakefs: LakeFS, *, experiment: str, owner: str, params: Mapping[str, An
         head = lakefs.get_commit(branch)
         if head.metadata.get("mlv.lifecycle") == "commit" and head.metadata.get("mlv.params_hash") == digest:
             committed = head.id
-    merged = _find_merge(lakefs, merge_into, experiment, digest) if merge_into else None
     if tag is not None:
         existing = lakefs.check_tag(tag)
         if existing is not None and existing != (merged.id if merged else None):
@@ -239,9 +244,13 @@ def _finish(lakefs: LakeFS, plan: ExperimentPlan, result: ExperimentResult) -> N
             result.branch_deleted = True
 
 
-def _marker(lakefs: LakeFS, branch: str) -> CommitInfo | None:
-    """The branch's opening commit, when mlv-spark opened it (the newest `open` in its log)."""
-    for commit in lakefs.log(branch, limit=50):
+def _marker(lakefs: LakeFS, branch: str, bases: list[str]) -> CommitInfo | None:
+    """The branch's own opening commit (among the commits it has that `bases` lack), when
+    mlv-spark opened it; history it shares with them (merged experiments) does not count."""
+    shared = {c.id for base in dict.fromkeys(bases) for c in lakefs.log(base, limit=MERGE_SEARCH_DEPTH)}
+    for commit in lakefs.log(branch, limit=200):
+        if commit.id in shared:
+            return None
         if commit.metadata.get("mlv.lifecycle") == "open":
             return commit
     return None

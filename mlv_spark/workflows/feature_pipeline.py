@@ -69,26 +69,28 @@ def load_pipeline(name: str, search: Sequence[str | Path], given_params: Mapping
     return LoadedPipeline(pipeline, source, params, repo)
 
 
+def plan_pipeline(lakefs: LakeFS, loaded: LoadedPipeline, *, catalog: str, experiment: str,
+                  source_ref: str | None = None, merge_into: str | None = None, tag: str | None = None,
+                  delete_branch: bool = False) -> lifecycle.ExperimentPlan:
+    """The lifecycle's plan for this pipeline run: every name, ref and tag checked (no Spark needed)."""
+    return lifecycle.plan(lakefs, experiment=experiment, owner=f"pipeline:{loaded.pipeline.name}",
+                          params={"params": loaded.params, "catalog": catalog}, source_ref=source_ref,
+                          merge_into=merge_into, tag=tag, delete_branch=delete_branch)
+
+
 def run_pipeline(
     spark: SparkSession,
     tables: Tables,
     lakefs: LakeFS,
     loaded: LoadedPipeline,
+    plan: lifecycle.ExperimentPlan,
     *,
-    experiment: str,
-    source_ref: str | None = None,
-    merge_into: str | None = None,
-    tag: str | None = None,
-    delete_branch: bool = False,
     code_root: Path | None = None,
 ) -> lifecycle.ExperimentResult:
-    """Plan, then run the pipeline through the lifecycle; returns its summary."""
+    """Run the pipeline through the lifecycle as `plan` says; returns its summary."""
     pipeline = loaded.pipeline
-    plan = lifecycle.plan(lakefs, experiment=experiment, owner=f"pipeline:{pipeline.name}",
-                          params={"params": loaded.params, "catalog": tables.catalog.type_name},
-                          source_ref=source_ref, merge_into=merge_into, tag=tag, delete_branch=delete_branch)
     missing = [name for name in pipeline.inputs if not tables.exists(name, plan.source_commit)]
-    if missing and plan.merged_commit is None:
+    if missing and plan.needs_write:
         raise CatalogError(
             f"pipeline {pipeline.name!r} reads {missing}, which do not exist at {plan.source_ref} "
             f"({plan.source_commit[:12]}); ingest them first (jobs/ingest.py)")

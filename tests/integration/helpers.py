@@ -22,10 +22,11 @@ class JobResult:
         return self.stdout + self.stderr
 
 
-def run_job(job: str, *args: str, timeout: float = 600) -> JobResult:
-    """Run `./spark-submit.sh jobs/<job>.py args…` with the test session's MLV_* environment."""
+def run_job(job: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> JobResult:
+    """Run `./spark-submit.sh jobs/<job>.py args…` with the test session's MLV_* environment
+    (plus `env`)."""
     proc = subprocess.run(
         [str(REPO_ROOT / "spark-submit.sh"), f"jobs/{job}.py", *args],
-        cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
     )
     return JobResult(proc.returncode, proc.stdout, proc.stderr)
