@@ -129,8 +129,13 @@ def plan(lakefs: LakeFS, *, experiment: str, owner: str, params: Mapping[str, An
                 f"branch {branch!r} already exists and holds {held}; choose another --experiment name, or delete the "
                 f"branch (jobs/cleanup_branches.py --prefix {branch} --force) if it is abandoned"
             )
+        recorded = marker.metadata.get("mlv.source_commit", source_commit)
+        if recorded != source_commit and marker.metadata.get("mlv.source_ref") != source_ref:
+            raise LakeFSError(
+                f"branch {branch!r} was opened from {marker.metadata.get('mlv.source_ref')} @ {recorded[:12]}, not from "
+                f"{source_ref} @ {source_commit[:12]}; rerun with --source-ref {recorded}, or choose another --experiment")
         resume = True
-        source_commit = marker.metadata.get("mlv.source_commit", source_commit)
+        source_commit = recorded
         head = lakefs.get_commit(branch)
         if head.metadata.get("mlv.lifecycle") == "commit" and head.metadata.get("mlv.params_hash") == digest:
             committed = head.id
