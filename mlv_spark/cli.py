@@ -61,6 +61,20 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, flag: str) -> None:
     add_lifecycle_arguments(parser, default_experiment=f"{flag.lstrip('-')}-<name>")
 
 
+def add_training_set_arguments(parser: argparse.ArgumentParser, *, splits_default: str | None = "train") -> None:
+    """The options that name a training set (build_training_set, train)."""
+    parser.add_argument("--feature-repo", default=None, help="the Feast feature repo (default: the profile's [code] feature_repo)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--feature-service", help="Feast feature service name")
+    what.add_argument("--features", help="comma-separated view:feature references")
+    parser.add_argument("--ref", required=True, help="lakeFS branch, tag or commit; resolved to a commit and read only there")
+    parser.add_argument("--split-version", required=True)
+    if splits_default is not None:
+        parser.add_argument("--splits", default=splits_default, help=f"split name(s), comma-separated (default {splits_default})")
+    parser.add_argument("--label", action="append", default=[], help="a label column of the split version's source table (repeatable)")
+    parser.add_argument("--full-feature-names", action="store_true")
+
+
 def parse_params(items: list[str]) -> dict[str, str]:
     """`KEY=VALUE` items (repeatable --param) as a mapping; a malformed or repeated key is an error."""
     params: dict[str, str] = {}
@@ -111,6 +125,10 @@ class Job:
         if catalog.versioned and self.lakefs.repository != catalog.repository:
             catalog = catalog.for_repository(self.lakefs.repository).activate(self.spark)
         return catalog
+
+    def lakefs_ui(self, ref: str) -> str:
+        """The lakeFS web UI's page of `ref` in the job's repository."""
+        return f"{self.settings.lakefs.endpoint}/repositories/{self.lakefs.repository}/objects?ref={ref}"
 
     @cached_property
     def tables(self):  # -> mlv_spark.catalogs.Tables

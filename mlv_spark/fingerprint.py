@@ -42,11 +42,13 @@ _LIMBS = 64 // _LIMB_BITS
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Content digest of a DataFrame, its row count, and row counts per value of `count_by`."""
+    """Content digest of a DataFrame, its row count, and per value of `count_by` the row count
+    and the digest of those rows alone (what the same rows fingerprinted apart would give)."""
 
     digest: str
     row_count: int
     counts: dict = field(default_factory=dict)
+    digests: dict = field(default_factory=dict)
 
 
 def _is_nested(data_type: DataType) -> bool:
@@ -89,9 +91,9 @@ def schema_signature(df: DataFrame) -> str:
 def content_fingerprint(df: DataFrame, count_by: str | None = None) -> Fingerprint:
     """Digest and row count of ``df``, independent of row order and partitioning (one job).
 
-    With ``count_by`` (a column name) the same job also counts the rows per value of that
-    column: the hash sums are then taken per value and added up here, which gives the same
-    digest."""
+    With ``count_by`` (a column name) the same job also counts and fingerprints the rows per
+    value of that column: the hash sums are taken per value (each value's digest equals the
+    fingerprint of those rows alone) and added up here, which gives the same overall digest."""
     if count_by is not None and count_by not in df.columns:
         raise InvalidInputError(f"count_by={count_by!r} is not a column; the columns are {df.columns}")
     if count_by is not None and df.columns.count(count_by) > 1:
@@ -105,12 +107,18 @@ def content_fingerprint(df: DataFrame, count_by: str | None = None) -> Fingerpri
     )
     aggregates = [F.count(F.lit(1)).alias("n"), *_limbs(F.col("h1"), "a"), *_limbs(F.col("h2"), "b")]
     rows = [r.asDict() for r in (hashed.groupBy("g") if count_by is not None else hashed).agg(*aggregates).collect()]
+    signature = schema_signature(df)
     row_count = sum(int(r["n"]) for r in rows)
     first = sum(_combine(r, "a") for r in rows) % (1 << 64)
     second = sum(_combine(r, "b") for r in rows) % (1 << 64)
-    text = f"{schema_signature(df)}\n{row_count}\n{first:016x}\n{second:016x}"
     counts = {r["g"]: int(r["n"]) for r in rows} if count_by is not None else {}
-    return Fingerprint(digest=hashlib.sha256(text.encode()).hexdigest(), row_count=row_count, counts=counts)
+    digests = {r["g"]: _digest(signature, int(r["n"]), _combine(r, "a"), _combine(r, "b"))
+               for r in rows} if count_by is not None else {}
+    return Fingerprint(_digest(signature, row_count, first, second), row_count, counts, digests)
+
+
+def _digest(signature: str, rows: int, first: int, second: int) -> str:
+    return hashlib.sha256(f"{signature}\n{rows}\n{first:016x}\n{second:016x}".encode()).hexdigest()
 
 
 def fingerprint(df: DataFrame) -> str:

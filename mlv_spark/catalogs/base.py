@@ -156,6 +156,17 @@ class Catalog(ABC):
             return bool(spark.catalog.tableExists(table.identifier))
         return path_exists(spark, f"{table.path}/_delta_log")
 
+    def version_of(self, spark: SparkSession, table: TableRef) -> dict[str, int | None]:
+        """The table format's own version of the table (Iceberg's current snapshot id, Delta's
+        version): secondary lineage next to the lakeFS commit."""
+        if table.identifier:
+            jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+            iceberg = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table.identifier)
+            snapshot = iceberg.currentSnapshot()
+            return {"iceberg_snapshot_id": int(snapshot.snapshotId()) if snapshot is not None else None}
+        row = spark.sql(f"DESCRIBE HISTORY delta.{quote(table.path or '')} LIMIT 1").first()
+        return {"delta_version": int(row["version"]) if row else None}
+
     def data_bytes(self, spark: SparkSession, table: TableRef) -> int:
         """Bytes of the data files of the table's current version (from its metadata, no listing)."""
         if table.identifier:  # Iceberg: the `files` metadata table of the current snapshot

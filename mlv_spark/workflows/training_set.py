@@ -1,11 +1,14 @@
-"""Build a training set: split index rows (entity rows) + Feast features, at a pinned commit.
+"""Training sets: split index rows (entity rows, with their labels) + Feast features, computed at
+a pinned lakeFS commit, and — when asked — published.
 
-Order of work, so that bad input writes nothing: resolve the lakeFS ref to a commit → load the
-Feast repo and expand the requested features → check the output location → read the split
-registry at the commit and check the split version and split names → join point-in-time
-(`mlv_spark.training`, lazy) → publish: write, fingerprint what was written, manifest, and (on
-lakeFS) one commit with the lineage as metadata. Everything is read at the commit, never at a
-moving branch.
+`compute_training_set` is the computation, lazy and without writes (training keeps its data
+ephemeral): resolve the ref to a commit → load the Feast repo and expand the requested
+features → read the split registry at the commit, check the version, splits and labels → join
+point-in-time (`mlv_spark.training`). `lineage_of` turns it and its fingerprint into the
+`DataLineage` record. `build_training_set` publishes: check the output location (before
+anything is written), write, fingerprint what was written, manifest — to a path, or to lakeFS
+through an experiment branch from the output's branch (commit with the lineage as metadata →
+merge → delete the branch); never a direct write to the output's branch.
 """
 
 from __future__ import annotations
@@ -13,23 +16,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
 from mlv_spark import lifecycle
 from mlv_spark.catalogs import Tables
 from mlv_spark.errors import InvalidInputError
-from mlv_spark.fingerprint import content_fingerprint, schema_signature
+from mlv_spark.fingerprint import Fingerprint, content_fingerprint, schema_signature
+from mlv_spark.jvm import pins
 from mlv_spark.lakefs import LakeFS, LakeFSLocation, pin_path
+from mlv_spark.lineage.record import DataLineage, SourceTable, SplitLineage
 from mlv_spark.log import get_logger
+from mlv_spark.splits.index import SPLITS_TABLE, VERSIONS_TABLE, SplitVersion
 from mlv_spark.sql import path_exists, quote
 from mlv_spark.training import get_historical_features, load_feature_repo, resolve_features
-from mlv_spark.training.feast_repo import FeatureRepo
-from mlv_spark.workflows.provenance import feature_repo_commit
+from mlv_spark.training.feast_repo import FeatureRepo, RequestedView
+from mlv_spark.workflows.provenance import git_state
 from mlv_spark.workflows.publish import put_manifest
 from mlv_spark.workflows.registry import SplitRegistry
 
@@ -39,33 +47,154 @@ MANIFEST = "_mlv_training_set.json"
 RESERVED_PREFIXES = ("ml_datasets",)
 
 
-@dataclass
-class TrainingSetLineage:
-    """What a training set was built from, and its content fingerprint."""
+@dataclass(frozen=True)
+class TrainingSetRequest:
+    """What a training set is: features of a Feast repo on the rows of some splits of a split
+    version, with their labels, at a lakeFS ref."""
 
-    lakefs_repository: str
-    lakefs_ref: str
-    lakefs_commit: str
+    feature_repo: Path
+    features: str | tuple[str, ...]  # a feature service name, or view:feature references
+    ref: str
     split_version: str
-    split_seed: int
-    splits: list[str]
-    feast_repo_commit: str
-    feast_feature_service: str
-    features: list[str]
-    feature_schema_hash: str
-    fingerprint: str
-    row_count: int
-    split_counts: dict[str, int] = field(default_factory=dict)
-    output: str = ""
-    output_format: str = "parquet"
-    output_commit: str | None = None
+    splits: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    full_feature_names: bool = False
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+    @property
+    def feature_service(self) -> str:
+        return self.features if isinstance(self.features, str) else ""
+
+
+@dataclass
+class ComputedTrainingSet:
+    """A training set as a lazy DataFrame, with what its lineage needs."""
+
+    request: TrainingSetRequest
+    commit: str
+    df: DataFrame
+    repo: FeatureRepo
+    requested: list[RequestedView]
+    version: SplitVersion
+    entity_columns: list[str]
+    feature_columns: list[str]
+    source_tables: list[str]
+
+    @property
+    def feature_refs(self) -> list[str]:
+        return [f"{r.name}:{f}" for r in self.requested for f in r.features]
+
+
+def compute_training_set(spark: SparkSession, tables: Tables, lakefs: LakeFS, request: TrainingSetRequest,
+                         commit: str | None = None) -> ComputedTrainingSet:
+    """The training set of `request` read at `commit` (default: its ref resolved now); lazy."""
+    commit = commit or lakefs.resolve(request.ref)
+
+    def table_at_commit(name: str) -> str:
+        table = tables.catalog.table(name, commit)
+        return table.identifier or f"{table.format}.{quote(table.path or '')}"
+
+    def path_at_commit(path: str) -> str:
+        return pin_path(path, lakefs.repository, commit)
+
+    repo = load_feature_repo(request.feature_repo, spark=spark, table_resolver=table_at_commit,
+                             path_resolver=path_at_commit)
+    requested = resolve_features(repo, request.features)
+    join_columns = [c for r in requested for c in r.entity_keys]
+    overlap = sorted(set(request.labels) & {f for r in requested for f in r.features})
+    if overlap:
+        raise InvalidInputError(f"label column(s) {overlap} are also requested features; a label must not be a feature")
+    entities, version, _ = SplitRegistry(tables, commit).entity_rows(
+        request.split_version, request.splits, [*join_columns, *request.labels])
+    if not request.labels:
+        log.info("training set without a label column: for inference-style use only (pass --label for training)")
+    df = get_historical_features(
+        spark, entities, feature_repo=repo, features=request.features,
+        full_feature_names=request.full_feature_names, table_resolver=table_at_commit, path_resolver=path_at_commit,
+    )
+    sources = [t for r in requested if (t := getattr(r.view.source, "table", None))]
+    return ComputedTrainingSet(
+        request=request, commit=commit, df=df, repo=repo, requested=requested, version=version,
+        entity_columns=list(entities.columns), feature_columns=[c for c in df.columns if c not in entities.columns],
+        source_tables=list(dict.fromkeys([*sources, version.source_table, SPLITS_TABLE, VERSIONS_TABLE])),
+    )
 
 
 def feature_schema_hash(df: DataFrame, feature_columns: Sequence[str]) -> str:
     return hashlib.sha256(schema_signature(df.select(*feature_columns)).encode()).hexdigest()[:16]
+
+
+def lineage_of(computed: ComputedTrainingSet, fingerprint: Fingerprint, tables: Tables, lakefs: LakeFS, *,
+               code_root: Path, ref_kind: str | None = None) -> DataLineage:
+    """The lineage record of a computed training set whose rows `fingerprint` (by split) covers."""
+    request = computed.request
+    feast = git_state(computed.repo.root)
+    code = git_state(code_root)
+    try:
+        repo_path = str(computed.repo.root.resolve().relative_to(Path(code_root).resolve()))
+    except ValueError:
+        repo_path = str(computed.repo.root)
+    kind = ref_kind or lakefs.ref_kind(request.ref)
+    return DataLineage(
+        lakefs_repository=lakefs.repository, lakefs_ref=request.ref, lakefs_commit=computed.commit,
+        lakefs_tag=request.ref if kind == "tag" else None,
+        split_version=request.split_version, split_seed=computed.version.params.seed,
+        split_params_hash=computed.version.params_hash,
+        feast_project=computed.repo.project, feast_repo_path=repo_path, feast_repo_commit=feast.commit,
+        feast_repo_dirty=feast.dirty, feast_feature_service=request.feature_service,
+        feature_refs=tuple(computed.feature_refs), feature_views=tuple(dict.fromkeys(r.view.name for r in computed.requested)),
+        entity_columns=tuple(c for c in computed.entity_columns if c not in request.labels and c != "split"),
+        label_columns=tuple(request.labels),
+        splits={str(s): SplitLineage(fingerprint.digests[s], fingerprint.counts[s]) for s in sorted(fingerprint.counts)},
+        feature_schema_hash=feature_schema_hash(computed.df, computed.feature_columns),
+        full_feature_names=request.full_feature_names,
+        source_tables=tuple(_source_table(tables, name, computed.commit) for name in computed.source_tables),
+        code_commit=code.commit, code_dirty=code.dirty, versions=stack_versions(tables.spark),
+    )
+
+
+def stack_versions(spark: SparkSession) -> dict[str, str]:
+    """The versions of the stack a training set was built with."""
+    pinned = pins()
+    versions = {"spark": spark.version, "python": sys.version.split()[0], "iceberg": pinned.get("iceberg-version", "")}
+    for name, package in (("feast", "feast"), ("delta", "delta-spark"), ("mlflow", "mlflow"), ("mlv_spark", "mlv-spark")):
+        try:
+            versions[name] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _source_table(tables: Tables, name: str, commit: str) -> SourceTable:
+    table = tables.catalog.table(name, commit)
+    try:
+        return SourceTable(name, table.format, **tables.catalog.version_of(tables.spark, table))
+    except Exception as exc:  # noqa: BLE001 - secondary lineage: the lakeFS commit is what counts
+        log.info("lineage: no table version for %s (%s)", name, str(exc).splitlines()[0][:200])
+        return SourceTable(name, table.format)
+
+
+@dataclass
+class TrainingSetManifest:
+    """A published training set: where, its fingerprint, and its lineage."""
+
+    output: str
+    output_format: str
+    fingerprint: str
+    row_count: int
+    lineage: DataLineage
+    output_commit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "output_format": self.output_format, "fingerprint": self.fingerprint,
+                "row_count": self.row_count, "output_commit": self.output_commit, "lineage": self.lineage.to_dict()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> TrainingSetManifest:
+        return TrainingSetManifest(data["output"], data["output_format"], data["fingerprint"], data["row_count"],
+                                   DataLineage.from_dict(data["lineage"]), data.get("output_commit"))
 
 
 @dataclass(frozen=True)
@@ -130,101 +259,62 @@ def build_training_set(
     spark: SparkSession,
     tables: Tables,
     lakefs: LakeFS,
-    *,
-    feature_repo: str | Path,
-    features: str | Sequence[str],
-    ref: str,
-    split_version: str,
-    splits: Sequence[str],
+    request: TrainingSetRequest,
     output: str,
+    *,
     output_format: str = "parquet",
-    full_feature_names: bool = False,
     overwrite: bool = False,
     commit: str | None = None,
     experiment: str | None = None,
-) -> TrainingSetLineage:
-    """Join and write one training set; returns its lineage (fingerprint, counts, commits).
-
-    `ref` is recorded as given; the data is read at `commit` (default: `ref` resolved now)."""
+    code_root: Path | None = None,
+) -> TrainingSetManifest:
+    """Compute, write and fingerprint one training set; returns its manifest (see the module doc)."""
     if output_format not in ("parquet", "delta"):
         raise InvalidInputError(f"output format {output_format!r} is not supported; use parquet or delta")
-    commit = commit or lakefs.resolve(ref)
-
-    def table_at_commit(name: str) -> str:
-        table = tables.catalog.table(name, commit)
-        return table.identifier or f"{table.format}.{quote(table.path or '')}"
-
-    def path_at_commit(path: str) -> str:
-        return pin_path(path, lakefs.repository, commit)
-
-    repo: FeatureRepo = load_feature_repo(feature_repo, spark=spark, table_resolver=table_at_commit,
-                                          path_resolver=path_at_commit)
-    requested = resolve_features(repo, features)
-    feature_refs = [f"{r.name}:{f}" for r in requested for f in r.features]
-    service = features if isinstance(features, str) else ""
-    destination = check_output(spark, lakefs, output, overwrite=overwrite,
-                               source_paths=_source_paths(tables, requested, lakefs.repository))
-
-    join_columns = [c for r in requested for c in r.entity_keys]
-    entities, version, _ = SplitRegistry(tables, commit).entity_rows(split_version, splits, join_columns)
+    commit = commit or lakefs.resolve(request.ref)
+    kind = lakefs.ref_kind(request.ref)
     started = time.monotonic()
-    training = get_historical_features(
-        spark, entities, feature_repo=repo, features=features, full_feature_names=full_feature_names,
-        table_resolver=table_at_commit, path_resolver=path_at_commit,
-    )
-    feature_columns = [c for c in training.columns if c not in entities.columns]
+    computed = compute_training_set(spark, tables, lakefs, request, commit)  # lazy: nothing runs or is written
+    destination = check_output(spark, lakefs, output, overwrite=overwrite,
+                               source_paths=_source_paths(tables, computed.requested, lakefs.repository))
+    code_root = code_root or Path(__file__).resolve().parents[2]
+
+    def manifest_of(written: DataFrame) -> TrainingSetManifest:
+        fp = content_fingerprint(written, count_by="split")
+        lineage = lineage_of(computed, fp, tables, lakefs, code_root=code_root, ref_kind=kind).validate()
+        return TrainingSetManifest(output, output_format, fp.digest, fp.row_count, lineage)
 
     location = destination.location
-    lineage_of = _lineage_maker(
-        lakefs=lakefs, ref=ref, commit=commit, split_version=split_version, seed=version.params.seed, splits=splits,
-        repo=repo, service=service, feature_refs=feature_refs, feature_columns=feature_columns, output=output,
-        output_format=output_format)
     if location is None:
-        training.write.format(output_format).mode("overwrite").save(destination.target)
-        lineage = lineage_of(spark.read.format(output_format).load(destination.target))
+        computed.df.write.format(output_format).mode("overwrite").save(destination.target)
+        manifest = manifest_of(spark.read.format(output_format).load(destination.target))
         if "://" not in destination.target:
-            Path(destination.target, MANIFEST).write_text(lineage.to_json())
+            Path(destination.target, MANIFEST).write_text(manifest.to_json())
     else:
-        built: list[TrainingSetLineage] = []
+        built: list[TrainingSetManifest] = []
 
         def write(branch: str) -> dict:
             target = location.at(branch).s3a
-            training.write.format(output_format).mode("overwrite").save(target)
-            built.append(lineage_of(spark.read.format(output_format).load(target)))
-            put_manifest(lakefs, branch, f"{location.path}/{MANIFEST}", json.loads(built[0].to_json()))
+            computed.df.write.format(output_format).mode("overwrite").save(target)
+            built.append(manifest_of(spark.read.format(output_format).load(target)))
+            put_manifest(lakefs, branch, f"{location.path}/{MANIFEST}", built[0].to_dict())
             return {"path": location.path, "rows": built[0].row_count, "fingerprint": built[0].fingerprint}
 
         plan = lifecycle.plan(
             lakefs, experiment=experiment or _experiment_name(location.path), owner="training_set",
-            params={"path": location.path, "commit": commit, "split_version": split_version, "splits": list(splits),
-                    "features": feature_refs, "format": output_format},
+            params={"path": location.path, "commit": commit, "split_version": request.split_version,
+                    "splits": list(request.splits), "labels": list(request.labels), "features": computed.feature_refs,
+                    "format": output_format},
             source_ref=location.ref, merge_into=location.ref, delete_branch=True)
         result = lifecycle.run(lakefs, plan, write, message=f"training set {location.path}", metadata={
-            "mlv.kind": "training_set", "lakefs_commit": commit, "split_version": split_version,
-            "splits": ",".join(splits), "feast_feature_service": service})
-        lineage = built[0] if built else TrainingSetLineage(**json.loads(lakefs.read_object(
+            "mlv.kind": "training_set", "lakefs_commit": commit, "split_version": request.split_version,
+            "splits": ",".join(request.splits), "feast_feature_service": request.feature_service})
+        manifest = built[0] if built else TrainingSetManifest.from_dict(json.loads(lakefs.read_object(
             result.merge_commit or result.commit, f"{location.path}/{MANIFEST}")))
-        lineage.output_commit = result.merge_commit
-    log.info("training set: %d rows, %d features, fingerprint %s, in %.1fs", lineage.row_count, len(feature_columns),
-             lineage.fingerprint[:16], time.monotonic() - started)
-    return lineage
-
-
-def _lineage_maker(*, lakefs: LakeFS, ref: str, commit: str, split_version: str, seed: int, splits: Sequence[str],
-                   repo: FeatureRepo, service: str, feature_refs: list[str], feature_columns: list[str], output: str,
-                   output_format: str):
-    """The lineage of a written training set, from the written rows (fingerprinted, one job)."""
-    def lineage_of(written: DataFrame) -> TrainingSetLineage:
-        fp = content_fingerprint(written, count_by="split")
-        return TrainingSetLineage(
-            lakefs_repository=lakefs.repository, lakefs_ref=ref, lakefs_commit=commit,
-            split_version=split_version, split_seed=seed, splits=list(splits),
-            feast_repo_commit=feature_repo_commit(repo.root), feast_feature_service=service,
-            features=feature_refs, feature_schema_hash=feature_schema_hash(written, feature_columns),
-            fingerprint=fp.digest, row_count=fp.row_count, split_counts={str(s): n for s, n in fp.counts.items()},
-            output=output, output_format=output_format,
-        )
-    return lineage_of
+        manifest.output_commit = result.merge_commit
+    log.info("training set: %d rows, %d features, fingerprint %s, in %.1fs", manifest.row_count,
+             len(computed.feature_columns), manifest.fingerprint[:16], time.monotonic() - started)
+    return manifest
 
 
 def _experiment_name(path: str) -> str:

@@ -7,6 +7,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlv_spark.catalogs import Tables, profile_catalog
+from mlv_spark.lakefs import LakeFS
+from mlv_spark.workflows.feature_pipeline import load_pipeline, plan_pipeline, run_pipeline
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,3 +34,29 @@ def run_job(job: str, *args: str, env: dict[str, str] | None = None, timeout: fl
         cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
     )
     return JobResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def state(lk: LakeFS) -> tuple:
+    """What bad input must leave as it was: main's head, the branches and the tags."""
+    return lk.resolve("main"), lk.branches(), lk.tags()
+
+
+def ingest(spark, settings, lk: LakeFS, catalog: str = "lakefs") -> Tables:
+    """Protected main with a small raw data set, landed through a branch and a merge."""
+    tables = Tables(spark, profile_catalog(settings, catalog, lk.repository).activate(spark), lk)
+    lk.protect_branch("main")
+    raw = load_pipeline("card_transactions", settings.code.pipelines, {"users": "120", "days": "30"}, None)
+    plan = plan_pipeline(lk, raw, catalog=catalog, experiment="ingest", merge_into="main", tag="raw-v1", delete_branch=True)
+    run_pipeline(spark, tables, lk, raw, plan, code_root=REPO_ROOT)
+    return tables
+
+
+def snapshot(df):
+    """The rows of `df` now, as a function giving them back as a DataFrame with the same schema."""
+    schema, rows = df.schema, df.collect()
+    return lambda spark: spark.createDataFrame(rows, schema)
+
+
+def features(settings, transform: str = "raw"):
+    return load_pipeline("fraud_features", settings.code.pipelines, {"amount_transform": transform},
+                         settings.code.feature_repo)

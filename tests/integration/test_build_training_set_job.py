@@ -20,7 +20,7 @@ from mlv_spark.splits.index import SplitVersion
 from mlv_spark.training import get_historical_features
 from mlv_spark.workflows.registry import SplitRegistry
 from mlv_spark.workflows.split_version import compute_split_version
-from mlv_spark.workflows.training_set import build_training_set
+from mlv_spark.workflows.training_set import TrainingSetRequest, build_training_set
 
 from tests.integration.helpers import run_job
 
@@ -76,61 +76,81 @@ def stack(spark, settings, lakefs_repo, tmp_path):
     return tables, repo_dir
 
 
+def request(repo_dir, ref: str, *, features="fraud_model", split_version="v1", splits=("train", "val"),
+            labels=()) -> TrainingSetRequest:
+    return TrainingSetRequest(repo_dir, features, ref, split_version, tuple(splits), tuple(labels))
+
+
 def test_training_set_job_is_pinned_filtered_and_fingerprinted(spark, stack, tmp_path):
     tables, repo_dir = stack
     lk = tables.lakefs
     commit = lk.resolve("main")
     result = run_job("build_training_set", "--repository", lk.repository, "--feature-repo", str(repo_dir),
                      "--feature-service", "fraud_model", "--ref", "main", "--split-version", "v1",
-                     "--splits", "train,val", "--output", f"lakefs://{lk.repository}/main/training_sets/fraud")
+                     "--splits", "train,val", "--label", "label", "--output", f"lakefs://{lk.repository}/main/training_sets/fraud")
     assert result.returncode == 0, result.output[-3000:]
     for noise in ("SLF4J", "StaticLoggerBinder", "alpha development", "Using Spark's default log4j profile",
                   "NativeCodeLoader", "resolves to a loopback address"):
         assert noise not in result.output
-    lineage = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+    manifest = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+    lineage = manifest["lineage"]
     assert lineage["lakefs_commit"] == commit and lineage["lakefs_ref"] == "main"
-    assert lineage["features"] == ["user_stats:spend_7d", "user_stats:n_txn"]
-    assert lineage["feast_feature_service"] == "fraud_model"
-    assert set(lineage["split_counts"]) == {"train", "val"}
+    assert lineage["feature_refs"] == ["user_stats:spend_7d", "user_stats:n_txn"]
+    assert lineage["feast_feature_service"] == "fraud_model" and lineage["label_columns"] == ["label"]
+    assert set(lineage["splits"]) == {"train", "val"}
+    # the training set reached main through a branch and a merge, which carries the manifest
+    assert lk.resolve("main") == manifest["output_commit"] and set(lk.branches()) == {"main"}
 
-    written = spark.read.parquet(f"s3a://{lk.repository}/{lineage['output_commit']}/training_sets/fraud")
-    assert content_fingerprint(written).digest == lineage["fingerprint"]
-    entities, _, _ = SplitRegistry(tables, commit).entity_rows("v1", ["train", "val"])
-    assert written.count() == entities.count() == lineage["row_count"]
+    written = spark.read.parquet(f"s3a://{lk.repository}/{manifest['output_commit']}/training_sets/fraud")
+    assert content_fingerprint(written).digest == manifest["fingerprint"]
+    per_split = content_fingerprint(written, count_by="split")
+    assert {s: v["fingerprint"] for s, v in lineage["splits"].items()} == per_split.digests
+    entities, _, _ = SplitRegistry(tables, commit).entity_rows("v1", ["train", "val"], ["label"])
+    assert written.count() == entities.count() == manifest["row_count"]
+    assert written.columns[:4] == ["user_id", "event_timestamp", "split", "label"]
     expected = get_historical_features(
         spark, entities, feature_repo=repo_dir, features="fraud_model",
         table_resolver=lambda name: tables.catalog.table(name, commit).identifier)
     assert_df_equality(written, expected, ignore_row_order=True, ignore_nullable=True)
-    manifest = json.loads(lk.read_object(lineage["output_commit"], "training_sets/fraud/_mlv_training_set.json"))
-    assert manifest["fingerprint"] == lineage["fingerprint"]
+    stored = json.loads(lk.read_object(manifest["output_commit"], "training_sets/fraud/_mlv_training_set.json"))
+    assert stored["fingerprint"] == manifest["fingerprint"]
 
     # main moves on (new feature rows); the same commit still yields the same training set.
     more = spark.createDataFrame([(0, T0, T0 + timedelta(hours=1), -1.0, -1)],
                                  "user_id long, event_timestamp timestamp, created timestamp, spend_7d double, n_txn long")
     tables.write(more, "features.user_stats", "main", mode="append")
     lk.commit("main", "late correction")
-    again = build_training_set(spark, tables, lk, feature_repo=repo_dir, features="fraud_model", ref=commit,
-                               split_version="v1", splits=["train", "val"], output=str(tmp_path / "again"),
+    again = build_training_set(spark, tables, lk, request(repo_dir, commit, labels=("label",)), str(tmp_path / "again"),
                                output_format="delta")
-    assert again.fingerprint == lineage["fingerprint"]
+    assert again.fingerprint == manifest["fingerprint"]
     assert (tmp_path / "again" / "_delta_log").is_dir()
-    moved = build_training_set(spark, tables, lk, feature_repo=repo_dir, features="fraud_model", ref="main",
-                               split_version="v1", splits=["train", "val"], output=str(tmp_path / "moved"))
-    assert moved.lakefs_commit != commit
+    moved = build_training_set(spark, tables, lk, request(repo_dir, "main"), str(tmp_path / "moved"))
+    assert moved.lineage.lakefs_commit != commit
 
 
 def test_bad_requests_are_clear_errors_that_write_nothing(spark, stack, tmp_path):
     tables, repo_dir = stack
     lk = tables.lakefs
     head = lk.resolve("main")
-    common = dict(feature_repo=repo_dir, ref="main", output=f"lakefs://{lk.repository}/main/ts/x")
+    out = f"lakefs://{lk.repository}/main/ts/x"
     with pytest.raises(FeatureDefinitionError, match="no_such_service"):
-        build_training_set(spark, tables, lk, features="no_such_service", split_version="v1", splits=["train"], **common)
+        build_training_set(spark, tables, lk, request(repo_dir, "main", features="no_such_service"), out)
     with pytest.raises(SplitVersionError, match="unknown split version 'v9'"):
-        build_training_set(spark, tables, lk, features="fraud_model", split_version="v9", splits=["train"], **common)
+        build_training_set(spark, tables, lk, request(repo_dir, "main", split_version="v9"), out)
     with pytest.raises(InvalidInputError, match="holdout"):
-        build_training_set(spark, tables, lk, features="fraud_model", split_version="v1", splits=["holdout"], **common)
-    assert lk.resolve("main") == head and lk.uncommitted("main") == []
+        build_training_set(spark, tables, lk, request(repo_dir, "main", splits=("holdout",)), out)
+    with pytest.raises(InvalidInputError, match=r"column\(s\) \['no_label'\] are not in features.labels"):
+        build_training_set(spark, tables, lk, request(repo_dir, "main", labels=("no_label",)), out)
+    with pytest.raises(InvalidInputError, match=r"label column\(s\) \['spend_7d'\] are also requested features"):
+        build_training_set(spark, tables, lk, request(repo_dir, "main", labels=("spend_7d",)), out)
+    for bad, message in ((f"lakefs://{lk.repository}/main/", "is the root of main"),
+                         (f"lakefs://{lk.repository}/main/ml_datasets", "overlaps 'ml_datasets'"),
+                         (f"s3a://{lk.repository}/main/features/user_stats/x", "overlaps 'features/user_stats'"),
+                         (f"lakefs://{lk.repository}/main/features", "overlaps 'features/user_stats'"),
+                         ("lakefs://other-repo/main/x", "is in repository 'other-repo'")):
+        with pytest.raises(InvalidInputError, match=message):
+            build_training_set(spark, tables, lk, request(repo_dir, "main"), bad, overwrite=True)
+    assert lk.resolve("main") == head and lk.uncommitted("main") == [] and set(lk.branches()) == {"main"}
 
     missing_ref = run_job("build_training_set", "--repository", lk.repository, "--feature-repo", str(repo_dir),
                           "--feature-service", "fraud_model", "--ref", "no-such-ref", "--split-version", "v1",

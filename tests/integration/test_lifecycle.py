@@ -14,43 +14,17 @@ import pytest
 from chispa import assert_df_equality
 from py4j.protocol import Py4JJavaError
 
-from mlv_spark.catalogs import Tables, profile_catalog
+
 from mlv_spark.devstack import free_port
 from mlv_spark.errors import MergeConflictError, RefNotWritableError
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.lifecycle import FAIL_AFTER_ENV, FAULT_EXIT_CODE, ValidationFailed
 from mlv_spark.workflows.feature_pipeline import load_pipeline, plan_pipeline, run_pipeline
 
-from tests.integration.helpers import REPO_ROOT, run_job
+from tests.integration.helpers import REPO_ROOT, features, ingest, run_job, snapshot, state
 
 pytestmark = pytest.mark.integration
 FEATURE_TABLES = ("features.user_txn_stats", "features.merchant_risk", "features.txn_details", "features.transaction_labels")
-
-
-def state(lk: LakeFS) -> tuple:
-    """What bad input must leave as it was: main's head, the branches and the tags."""
-    return lk.resolve("main"), lk.branches(), lk.tags()
-
-
-def ingest(spark, settings, lk: LakeFS, catalog: str = "lakefs") -> Tables:
-    """Protected main with a small raw data set, landed through a branch and a merge."""
-    tables = Tables(spark, profile_catalog(settings, catalog, lk.repository).activate(spark), lk)
-    lk.protect_branch("main")
-    raw = load_pipeline("card_transactions", settings.code.pipelines, {"users": "120", "days": "30"}, None)
-    plan = plan_pipeline(lk, raw, catalog=catalog, experiment="ingest", merge_into="main", tag="raw-v1", delete_branch=True)
-    run_pipeline(spark, tables, lk, raw, plan, code_root=REPO_ROOT)
-    return tables
-
-
-def snapshot(df):
-    """The rows of `df` now, as a function giving them back as a DataFrame with the same schema."""
-    schema, rows = df.schema, df.collect()
-    return lambda spark: spark.createDataFrame(rows, schema)
-
-
-def features(settings, transform: str = "raw"):
-    return load_pipeline("fraud_features", settings.code.pipelines, {"amount_transform": transform},
-                         settings.code.feature_repo)
 
 
 @pytest.fixture()

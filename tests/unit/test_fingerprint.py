@@ -92,3 +92,13 @@ def test_counts_per_value_come_from_the_same_job_and_keep_the_digest(spark):
         content_fingerprint(df, count_by="split")
     with pytest.raises(InvalidInputError, match="count_by='s' names 2 columns"):
         content_fingerprint(df.select("s", "s"), count_by="s")
+
+
+def test_each_groups_digest_is_the_fingerprint_of_its_rows_alone(spark):
+    df = spark.createDataFrame([(1, "train", 0.5), (2, "train", None), (3, "val", 1.5), (4, "test", 2.0)],
+                               "id long, split string, x double")
+    grouped = content_fingerprint(df, count_by="split")
+    assert grouped.digest == content_fingerprint(df).digest
+    for split in ("train", "val", "test"):
+        alone = content_fingerprint(df.where(f"split = '{split}'"))
+        assert grouped.digests[split] == alone.digest and grouped.counts[split] == alone.row_count

@@ -20,7 +20,7 @@ def test_local_profile_loads_with_env_overrides():
     settings = load_settings("local", conf_dir=REPO / "conf", env=env)
     assert settings.lakefs.repository == "other-repo"
     assert settings.lakefs.endpoint == "http://127.0.0.1:29999"
-    assert settings.mlflow.tracking_uri == f"sqlite:///{REPO}/.run/mlflow.db"
+    assert settings.mlflow.tracking_uri == "http://127.0.0.1:25000"
     assert set(settings.catalogs) == {"lakefs", "delta", "local"}
 
 
