@@ -53,6 +53,7 @@ def main(argv: list[str]) -> int:
     parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=3000, help="synthetic card holders (default 3000)")
     parser.add_argument("--days", type=int, default=60, help="days of transactions (default 60)")
+    parser.add_argument("--model-name", default=MODEL, help=f"the registered model (default {MODEL})")
     args = parser.parse_args(argv)
     if args.users < 1 or args.days < 20:
         raise InvalidInputError(f"--users {args.users} --days {args.days}: give at least 1 user and 20 days")
@@ -91,17 +92,17 @@ def main(argv: list[str]) -> int:
                                      split_version=SPLIT_VERSION, splits=("train", "val"), labels=("is_fraud",))
         trained = train_model(job.spark, job.tables, lakefs, request, trainer=logistic_regression,
                               tracking_uri=settings.mlflow.tracking_uri, experiment=settings.mlflow.experiment,
-                              model_name=MODEL, code_root=settings.root, lakefs_ui=job.lakefs_ui(main_branch))
+                              model_name=args.model_name, code_root=settings.root, lakefs_ui=job.lakefs_ui(main_branch))
 
     with step("promote"):
         tracking = client(settings.mlflow.tracking_uri)
-        number = next_model_version(tracking, MODEL)
-        promotion = promote(tracking, lambda _: lakefs, run_id=trained.run_id, tag=f"model-{MODEL}-{number}-data",
-                            model_name=MODEL, alias="champion", lakefs_ui=job.lakefs_ui(f"model-{MODEL}-{number}-data"))
+        tag = f"model-{args.model_name}-{next_model_version(tracking, args.model_name)}-data"
+        promotion = promote(tracking, lambda _: lakefs, run_id=trained.run_id, tag=tag, model_name=args.model_name,
+                            alias="champion", lakefs_ui=job.lakefs_ui(tag))
 
     with step("reproduce"):
-        model = find_model_version(tracking, MODEL, alias="champion")
-        reproduction = reproduce(model_version_lineage(tracking, model), model=MODEL, version=str(model.version),
+        model = find_model_version(tracking, args.model_name, alias="champion")
+        reproduction = reproduce(model_version_lineage(tracking, model), model=args.model_name, version=str(model.version),
                                  tag=promotion.tag, lakefs=lakefs, session=lambda: (job.spark, job.tables),
                                  code_root=settings.root)
 
@@ -119,7 +120,7 @@ def main(argv: list[str]) -> int:
     print(f"  read at     {lineage.lakefs_ref} = {lineage.lakefs_commit}")
     print(f"  features    {', '.join(lineage.feature_refs)}")
     print(f"  feast repo  {lineage.feast_repo_path} @ {lineage.feast_repo_commit}")
-    print(f"model         {MODEL} version {promotion.version} (@champion), lakeFS tag {promotion.tag} -> "
+    print(f"model         {args.model_name} version {promotion.version} (@champion), lakeFS tag {promotion.tag} -> "
           f"{promotion.lakefs_commit[:12]}")
     print()
     print(reproduction.render())
@@ -134,7 +135,7 @@ def main(argv: list[str]) -> int:
     print(f"lakeFS UI     {settings.lakefs.endpoint}/repositories/{lakefs.repository}/commits?ref={main_branch}  "
           f"(log in with the [lakefs] keys of conf/local.toml)")
     print(f"MLflow UI     {trained.run_url}  (artifacts: lineage/lineage_card.html)")
-    print(f"              {settings.mlflow.tracking_uri}/#/models/{MODEL}/versions/{promotion.version}")
+    print(f"              {settings.mlflow.tracking_uri}/#/models/{args.model_name}/versions/{promotion.version}")
     return 0 if reproduction.reproducible else 3
 
 

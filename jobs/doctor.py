@@ -25,18 +25,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ref", default=None, help="the ref to examine (default: the default branch)")
     parser.add_argument("--stale-days", type=float, default=30.0,
                         help="an unmerged branch older than this is a version marker (default 30)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not read the lineage logged in MLflow runs")
     args = parser.parse_args(argv)
     if args.stale_days < 0:
         raise InvalidInputError(f"--stale-days {args.stale_days} must be >= 0")
     job = Job(args, "doctor")
     ref = args.ref or job.lakefs.default_branch
     job.lakefs.resolve(ref)
-    findings, walked = examine(job.lakefs, ref, stale_days=args.stale_days)
+    lineage = []
+    if not args.no_mlflow:
+        from mlv_spark.lineage.mlflow import client, lineage_records
+
+        lineage = [(where, record) for where, record in lineage_records(client(job.settings.mlflow.tracking_uri))
+                   if record.get("lakefs_repository") in (None, job.lakefs.repository)]
+    findings, walked = examine(job.lakefs, ref, stale_days=args.stale_days, lineage=lineage)
     for finding in findings:
         print(finding.render())
     tables = ", ".join(f"{p} ({f})" for p, f in sorted(walked.tables.items())) or "none"
     print(f"examined lakefs://{job.lakefs.repository}/{ref}: tables {tables}; {len(walked.manifests)} lineage "
-          f"manifest(s); {len(findings)} finding(s)" + ("; the walk stopped early (a large tree)" if walked.truncated else ""))
+          f"manifest(s), {len(lineage)} MLflow run(s) with lineage; {len(findings)} finding(s)" + ("; the walk stopped early (a large tree)" if walked.truncated else ""))
     print(json.dumps({"repository": job.lakefs.repository, "ref": ref, "findings": as_dicts(findings),
                       "tables": walked.tables, "truncated": walked.truncated}, sort_keys=True))
     return FINDINGS_EXIT_CODE if findings else 0

@@ -27,7 +27,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 from mlv_spark.errors import InvalidInputError, ServiceUnavailableError
 from mlv_spark.lineage.card import render_card
-from mlv_spark.lineage.record import MAX_TAG_VALUE, SPLIT_CONTEXTS, DataLineage, digest
+from mlv_spark.lineage.record import MAX_TAG_VALUE, PARAM_PREFIX, SPLIT_CONTEXTS, DataLineage, digest
 from mlv_spark.log import get_logger
 
 log = get_logger("mlv_spark.lineage")
@@ -145,6 +145,20 @@ def model_version_lineage(mlflow_client: MlflowClient, model: ModelVersion) -> D
     if not model.run_id:
         raise InvalidInputError(f"model {model.name} version {model.version} has no lineage and no run")
     return read_run_lineage(mlflow_client, model.run_id)
+
+
+def lineage_records(mlflow_client: MlflowClient, max_runs: int = 1000) -> list[tuple[str, dict[str, str]]]:
+    """(where, params with the `data/` prefix dropped) of the latest runs of every experiment that
+    logged data lineage of any kind (ours, or a snapshot id of their own): what the doctor checks."""
+    records = []
+    experiments = [e.experiment_id for e in mlflow_client.search_experiments(max_results=1000)]
+    for start in range(0, len(experiments), 100):
+        for found in mlflow_client.search_runs(experiments[start:start + 100], max_results=max_runs):
+            params = found.data.params
+            if any(k.startswith(PARAM_PREFIX) or "snapshot" in k.lower() for k in params):
+                record = {k[len(PARAM_PREFIX):] if k.startswith(PARAM_PREFIX) else k: v for k, v in params.items()}
+                records.append((f"MLflow run {found.info.run_id}", record))
+    return records
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

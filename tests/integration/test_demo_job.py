@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.integration.helpers import run_job
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_runs_the_whole_flow_and_is_safe_to_rerun(lakefs_repo):
+def test_demo_runs_the_whole_flow_and_is_safe_to_rerun(settings, lakefs_repo):
     lk = lakefs_repo
-    first = run_job("demo", "--repository", lk.repository, "--users", "300", "--days", "30")
+    model = f"fraud-detector-{lk.repository}"
+    first = run_job("demo", "--repository", lk.repository, "--users", "300", "--days", "30", "--model-name", model)
     assert first.returncode == 0, first.output[-3000:]
     assert lk.protected_branches() == ["main"]
     assert set(lk.branches()) == {"main"}, "experiment branches are deleted after their merge"
@@ -25,13 +27,21 @@ def test_demo_runs_the_whole_flow_and_is_safe_to_rerun(lakefs_repo):
     assert v2.parents[0] == tags["feature-eng-v1"]
     assert json.loads(lk.get_commit(v2.parents[1]).metadata["params"]) == {"amount_transform": "log1p"}
     assert "split version v1_stratified_80_10_10" in first.output and "storage: split index" in first.output
-    manifest = json.loads(lk.read_object("main", "training_sets/fraud_model_train/_mlv_training_set.json"))
-    assert manifest["feast_feature_service"] == "fraud_model" and manifest["row_count"] > 0
     assert "no experiment branches left" in first.output
+    # trained, promoted at the exact commit, and reproduced from the model version alone
+    assert "training data REPRODUCED: identical" in first.output
+    tracking = MlflowClient(settings.mlflow.tracking_uri)
+    champion = tracking.get_model_version_by_alias(model, "champion")
+    tag = champion.tags["data/lakefs_tag"]
+    assert lk.resolve(tag) == champion.tags["data/lakefs_commit"] == tracking.get_run(champion.run_id).data.params["data/lakefs_commit"]
+    assert f"lakeFS tag {tag}" in first.output and champion.run_id in first.output
 
-    again = run_job("demo", "--repository", lk.repository, "--users", "300", "--days", "30")
+    again = run_job("demo", "--repository", lk.repository, "--users", "300", "--days", "30", "--model-name", model)
     assert again.returncode == 0, again.output[-3000:]
     assert "already exists: no-op" in again.output  # the split version is reused
     assert {"feature-eng-v3", "feature-eng-v4"} <= set(lk.tags())  # new experiments
     assert lk.tags()["raw-300u-30d"] == tags["raw-300u-30d"]  # the raw data was not ingested again
     assert set(lk.branches()) == {"main"}
+    rerun_champion = tracking.get_model_version_by_alias(model, "champion")
+    assert int(rerun_champion.version) == int(champion.version) + 1  # a new model version
+    assert rerun_champion.tags["data/lakefs_tag"] != tag and lk.resolve(tag) == champion.tags["data/lakefs_commit"]

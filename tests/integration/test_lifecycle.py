@@ -12,6 +12,7 @@ import time
 
 import pytest
 from chispa import assert_df_equality
+from mlflow.tracking import MlflowClient
 from py4j.protocol import Py4JJavaError
 
 
@@ -259,7 +260,7 @@ def test_cleanup_deletes_merged_experiment_branches_and_keeps_work_and_tags(raw_
 
 def test_doctor_flags_each_anti_pattern_and_passes_a_clean_repository(spark, settings, raw_repo):
     lk, tables = raw_repo
-    clean = run_job("doctor", "--repository", lk.repository)
+    clean = run_job("doctor", "--repository", lk.repository, "--no-mlflow")
     assert clean.returncode == 0, clean.output[-2000:]
     assert "0 finding(s)" in clean.stdout and "raw/transactions (iceberg)" in clean.stdout
 
@@ -276,12 +277,22 @@ def test_doctor_flags_each_anti_pattern_and_passes_a_clean_repository(spark, set
     lk.put_object("exp-marker", "notes/kept.txt", b"kept as a version")
     lk.commit("exp-marker", "a branch used as a version")
 
+    tracking = MlflowClient(settings.mlflow.tracking_uri)
+    experiment = tracking.create_experiment(f"doctor-{lk.repository}")
+    planted = tracking.create_run(experiment)  # lineage of someone else's: a snapshot id and a branch, no commit
+    for key, value in (("data/lakefs_repository", lk.repository), ("data/lakefs_ref", "exp-marker"),
+                       ("iceberg_snapshot_id", "42")):
+        tracking.log_param(planted.info.run_id, key, value)
+
     flagged = run_job("doctor", "--repository", lk.repository, "--stale-days", "0")
     assert flagged.returncode == 3, flagged.output[-2000:]
     findings = json.loads(flagged.stdout.strip().splitlines()[-1])["findings"]
     rules = {(f["rule"], f["subject"].split(" ")[0]) for f in findings}
     assert ("split-tables", "features/fraud_test,") in rules
     assert ("code-in-lakefs", "pipelines/transform.py") in rules
-    assert any(r == "snapshot-lineage" for r, _ in rules)
-    assert sum(1 for f in findings if f["rule"] == "branch-as-version") == 2  # named by lineage; old and unmerged
+    snapshots = [f["subject"] for f in findings if f["rule"] == "snapshot-lineage"]
+    assert any("_mlv_training_set.json" in s for s in snapshots) and f"MLflow run {planted.info.run_id}" in snapshots
+    markers = [f["subject"] for f in findings if f["rule"] == "branch-as-version"]
+    assert len(markers) == 3  # named by a manifest, named by an MLflow run, old and unmerged
+    assert any(m.startswith(f"MLflow run {planted.info.run_id} names branch 'exp-marker'") for m in markers)
     assert "why:" in flagged.stdout and "fix:" in flagged.stdout
