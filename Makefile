@@ -9,9 +9,10 @@ CATALOG_SRC := $(shell find java/lakefs-iceberg-catalog/src java/lakefs-iceberg-
 SCANS_JAR := .cache/jars/mlv-spark-scans-0.1.0.jar
 SCANS_SRC := $(shell find java/mlv-spark-scans/src -name '*.java' 2>/dev/null)
 ICEBERG_VERSION = $(shell $(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["iceberg-version"])')
+PLAYWRIGHT_VERSION = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["playwright-core-version"])')
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap venv jars lakefs catalog-jar scans-jar services-up services-down services-status \
+.PHONY: help bootstrap venv jars lakefs catalog-jar scans-jar browser services-up services-down services-status \
         test unit integration demo bench-splits bench-pit lock clean distclean
 
 help:
@@ -20,6 +21,7 @@ help:
 	@echo "make unit            unit tests only (no services; the jars, for the catalog tests)"
 	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog and scans jars (all cached)"
 	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
+	@echo "make browser         headless Chromium + playwright-core for the web UI checks (scripts/check_uis.mjs)"
 	@echo "make bench-splits    split benchmark;  make bench-pit  point-in-time join benchmark"
 
 bootstrap: venv jars lakefs catalog-jar scans-jar
@@ -60,6 +62,25 @@ $(SCANS_JAR): $(SCANS_SRC) constraints.txt | venv
 		-cp "$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')/*" $(SCANS_SRC)
 	@jar cf $@ -C build/scans-classes .
 
+# The browser check of the MLflow and lakeFS web UIs (scripts/check_uis.mjs, tests/integration/
+# test_uis.py) drives Debian's Chromium through playwright-core, pinned in pyproject.toml and
+# installed into .cache/node; Playwright's own browser downloads are never used.
+browser:
+	@test -x /usr/bin/chromium || { \
+		{ command -v apt-get >/dev/null && test "$$(id -u)" = 0; } || { \
+			echo "error: Chromium is missing (/usr/bin/chromium) and apt-get cannot install it here: run 'apt-get install -y chromium' as root" >&2; exit 1; }; \
+		echo "browser: installing Debian's chromium"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || { \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || { \
+			echo "error: 'apt-get install -y chromium' failed" >&2; exit 1; }; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "error: Node.js (20+) and npm are required for the browser checks" >&2; exit 1; }
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "error: Node.js 20+ is required, found $$(node --version)" >&2; exit 1; }
+	@test -n "$(PLAYWRIGHT_VERSION)" || { echo "error: playwright-core-version is missing from [tool.mlv-spark] in pyproject.toml" >&2; exit 1; }
+	@test "$$(node -p 'require("./.cache/node/node_modules/playwright-core/package.json").version' 2>/dev/null)" = "$(PLAYWRIGHT_VERSION)" || { \
+		echo "browser: installing playwright-core $(PLAYWRIGHT_VERSION) into .cache/node"; \
+		npm install --prefix .cache/node --no-audit --no-fund --save-exact --loglevel=error --cache .cache/npm \
+			playwright-core@$(PLAYWRIGHT_VERSION) >/dev/null || { echo "error: npm could not install playwright-core $(PLAYWRIGHT_VERSION)" >&2; exit 1; }; }
+
 services-up: bootstrap
 	@$(PY) -m mlv_spark.devstack up
 
@@ -72,10 +93,10 @@ services-status: venv
 unit: venv jars catalog-jar scans-jar
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: bootstrap
+integration: bootstrap browser
 	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
 
-test: bootstrap
+test: bootstrap browser
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
 demo: services-up

@@ -21,6 +21,11 @@ done
 [ ${#args[@]} -gt 0 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 export MLV_PROFILE="$profile"
 
+if [ ! -f "$root/conf/$profile.toml" ]; then
+  known="$(cd "$root/conf" && ls -- *.toml 2>/dev/null | sed 's/\.toml$//' | paste -sd, -)"
+  echo "error: unknown profile '$profile': no conf/$profile.toml; known profiles: ${known//,/, } (--profile or MLV_PROFILE)" >&2
+  exit 2
+fi
 py="$root/.venv/bin/python"
 [ -x "$py" ] || py="$(command -v python3)"
 jars_mode="$("$py" -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["spark"].get("jars","local"))' "$root/conf/$profile.toml")"
@@ -33,7 +38,7 @@ job="job"
 for a in "${args[@]}"; do case "$a" in *.py) job="$(basename -- "$a" .py)"; break ;; esac; done
 opts=(--name "mlv-spark:$job")
 if [ "$jars_mode" = "local" ]; then
-  classpath="$(cd "$root" && "$py" -c 'from mlv_spark.config import load_settings; from mlv_spark.jvm import local_jars; print(":".join(map(str, local_jars(load_settings()))))')"
+  classpath="$(cd "$root" && "$py" -m mlv_spark.jvm classpath)" || exit 2  # the module printed the error line
   export PYSPARK_PYTHON="$py" PYSPARK_DRIVER_PYTHON="$py"
   opts+=(--driver-class-path "$classpath" --conf "spark.executor.extraClassPath=$classpath"
          --driver-java-options "-Dlog4j2.configurationFile=file:$root/conf/log4j2.properties")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from mlv_spark.cli import Job, add_training_set_arguments, job_parser, run
+from mlv_spark.workflows.provenance import require_committed
 from mlv_spark.workflows.training_set import TrainingSetRequest, build_training_set
 
 
@@ -30,8 +31,10 @@ def main(argv: list[str]) -> int:
 
     job = Job(args, "build_training_set")
     commit = job.lakefs.resolve(args.ref)  # fail fast, before Spark starts
+    feature_repo = Path(args.feature_repo or job.settings.code.feature_repo or "feature_repo")
+    require_committed(feature_repo, allow_dirty=args.allow_dirty)
     request = TrainingSetRequest(
-        feature_repo=Path(args.feature_repo or job.settings.code.feature_repo or "feature_repo"),
+        feature_repo=feature_repo,
         features=args.feature_service or tuple(f.strip() for f in args.features.split(",") if f.strip()),
         ref=args.ref, split_version=args.split_version,
         splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()), labels=tuple(args.label),

@@ -30,7 +30,7 @@ from mlv_spark.workflows.reproduce import reproduce
 from mlv_spark.workflows.train import train_model
 from mlv_spark.workflows.training_set import TrainingSetRequest
 
-SPLIT_VERSION = "v1_stratified_80_10_10"
+SPLIT_VERSION = "txn_v1_stratified_80_10_10"
 MODEL = "fraud-detector"
 
 

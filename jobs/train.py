@@ -18,7 +18,10 @@ import sys
 from pathlib import Path
 
 from mlv_spark.cli import Job, add_training_set_arguments, job_parser, run
+from mlv_spark.errors import InvalidInputError
+from mlv_spark.lineage.mlflow import client
 from mlv_spark.trainer import DEFAULT_TRAINER, load_trainer
+from mlv_spark.workflows.provenance import require_committed
 from mlv_spark.workflows.train import train_model
 from mlv_spark.workflows.training_set import TrainingSetRequest
 
@@ -35,9 +38,14 @@ def main(argv: list[str]) -> int:
 
     job = Job(args, "train")
     trainer = load_trainer(args.trainer, job.settings.code.pipelines)
-    job.lakefs.resolve(args.ref)  # fail fast, before Spark starts
+    if len(args.label) != 1:
+        raise InvalidInputError(f"training needs exactly one --label (the target); got {args.label or 'none'}")
+    client(job.settings.mlflow.tracking_uri)  # fail fast on an unreachable MLflow, before Spark starts
+    job.lakefs.resolve(args.ref)
+    feature_repo = Path(args.feature_repo or job.settings.code.feature_repo or "feature_repo")
+    require_committed(feature_repo, allow_dirty=args.allow_dirty)
     request = TrainingSetRequest(
-        feature_repo=Path(args.feature_repo or job.settings.code.feature_repo or "feature_repo"),
+        feature_repo=feature_repo,
         features=args.feature_service or tuple(f.strip() for f in args.features.split(",") if f.strip()),
         ref=args.ref, split_version=args.split_version, splits=(args.train_split, args.val_split),
         labels=tuple(args.label), full_feature_names=args.full_feature_names)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Callable, Iterator
 
-from mlv_spark.errors import InvalidInputError, MlvError
+from mlv_spark.errors import InvalidInputError, MlvError, data_error
 from mlv_spark.log import get_logger
 
 log = get_logger("mlv_spark.job")
@@ -73,6 +73,8 @@ def add_training_set_arguments(parser: argparse.ArgumentParser, *, splits_defaul
         parser.add_argument("--splits", default=splits_default, help=f"split name(s), comma-separated (default {splits_default})")
     parser.add_argument("--label", action="append", default=[], help="a label column of the split version's source table (repeatable)")
     parser.add_argument("--full-feature-names", action="store_true")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="accept a feature repo with uncommitted changes (its lineage then cannot be checked out)")
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -155,7 +157,12 @@ def run(main: Callable[[list[str]], int], argv: list[str] | None = None) -> None
         code = 2
     except SystemExit:
         raise
-    except Exception:  # noqa: BLE001 - last resort: report and fail
-        traceback.print_exc()
-        code = 1
+    except Exception as exc:  # noqa: BLE001 - last resort: report and fail
+        mapped = data_error(exc)  # a data check that failed inside a Spark job
+        if mapped is not None:
+            print(f"error: {mapped}", file=sys.stderr)
+            code = 2
+        else:
+            traceback.print_exc()
+            code = 1
     sys.exit(code)

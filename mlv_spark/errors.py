@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+#: Marks an InvalidInputError raised inside a Spark job (`raise_error`, for checks that run lazily
+#: with the data): `data_error` finds it in whatever exception Spark wraps it in.
+DATA_ERROR_PREFIX = "InvalidInputError: "
+_DATA_ERROR = re.compile(re.escape(DATA_ERROR_PREFIX) + r"([^\n\r]*?)(?:\s*(?:SQLSTATE|at org\.|\n|$))")
+
 
 class MlvError(Exception):
     """Base class of every error mlv-spark raises on purpose."""
@@ -57,3 +66,23 @@ class FeatureDefinitionError(MlvError):
 
 class SplitVersionError(MlvError):
     """A split version conflicts with an existing one or does not exist."""
+
+
+def data_error(exc: BaseException) -> InvalidInputError | None:
+    """The InvalidInputError a Spark job raised with `DATA_ERROR_PREFIX`, if `exc` carries one."""
+    found = _DATA_ERROR.search(str(exc))
+    return InvalidInputError(found.group(1).strip().rstrip(".")) if found else None
+
+
+@contextmanager
+def data_errors() -> Iterator[None]:
+    """Turn a data check that failed inside a Spark job into the InvalidInputError it stands for."""
+    try:
+        yield
+    except MlvError:
+        raise
+    except Exception as exc:
+        mapped = data_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from None

@@ -109,11 +109,15 @@ def main(argv: list[str]) -> int:
         print(",".join(maven_packages()))
     elif argv[:1] == ["jars"]:
         print(",".join(str(j) for j in local_jars(load_settings())))
+    elif argv[:1] == ["classpath"]:
+        print(":".join(str(j) for j in local_jars(load_settings())))
     else:
-        print("usage: python -m mlv_spark.jvm packages|jars", file=sys.stderr)
+        print("usage: python -m mlv_spark.jvm packages|jars|classpath", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from mlv_spark.cli import run
+
+    run(main)

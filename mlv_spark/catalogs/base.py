@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from mlv_spark.errors import CatalogError
 from mlv_spark.sql import path_exists, quote
 
-WriteMode = Literal["create", "overwrite", "append"]
+WriteMode = Literal["create", "overwrite", "append", "replace_partitions"]
 _NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -129,24 +129,31 @@ class Catalog(ABC):
 
     def write(self, df: DataFrame, table: TableRef, mode: WriteMode = "create",
               partition_by: Sequence[str] = ()) -> None:
-        """Write `df` as the table: create (fails if it exists), overwrite or append.
+        """Write `df` as the table: create (fails if it exists), overwrite, append, or
+        replace_partitions (the partitions `df` has rows for are replaced, the others kept: writing
+        the same partitions twice leaves one copy).
 
         `partition_by` applies when the write creates the table (identity partitions)."""
         if table.identifier:
             writer = df.writeTo(table.identifier).using(table.format)
-            if partition_by and mode != "append":
+            if partition_by and mode not in ("append", "replace_partitions"):
                 writer = writer.partitionedBy(*[F.col(c) for c in partition_by])
             if mode == "create":
                 writer.create()
             elif mode == "overwrite":
                 writer.createOrReplace()
+            elif mode == "replace_partitions":
+                writer.overwritePartitions()
             else:
                 writer.append()
             return
-        spark_mode = {"create": "errorifexists", "overwrite": "overwrite", "append": "append"}[mode]
+        spark_mode = {"create": "errorifexists", "overwrite": "overwrite", "append": "append",
+                      "replace_partitions": "overwrite"}[mode]
         path_writer = df.write.format(table.format).mode(spark_mode)
         if mode == "overwrite":
             path_writer = path_writer.option("overwriteSchema", "true")
+        if mode == "replace_partitions":
+            path_writer = path_writer.option("partitionOverwriteMode", "dynamic")
         if partition_by:
             path_writer = path_writer.partitionBy(*partition_by)
         path_writer.save(table.path)

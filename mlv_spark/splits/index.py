@@ -135,18 +135,23 @@ def build_index(assigned_rows: DataFrame, version: SplitVersion) -> DataFrame:
     )
 
 
-def version_record(version: SplitVersion, source_commit: str, counts: Mapping[str, int]) -> dict[str, Any]:
-    """The registry row of a version (without its creation time)."""
+def version_record(version: SplitVersion, source_commit: str, counts: Mapping[str, int],
+                   fingerprint: str = "") -> dict[str, Any]:
+    """The registry row of a version (without its creation time). `fingerprint` is the content
+    fingerprint of the version's index rows: whoever reads the version checks its rows against it,
+    so a version changed after it was published is caught by the data itself."""
     return {
         "split_version": version.name,
         "params_hash": version.params_hash,
         "params_json": version.definition_json(),
         "source_commit": source_commit,
         "counts_json": json.dumps(dict(sorted(counts.items())), separators=(",", ":")),
+        "fingerprint": fingerprint,
     }
 
 
-VERSION_SCHEMA = "split_version string, params_hash string, params_json string, source_commit string, counts_json string, created_at timestamp"
+VERSION_SCHEMA = ("split_version string, params_hash string, params_json string, source_commit string, "
+                  "counts_json string, fingerprint string, created_at timestamp")
 
 
 def check_version(existing: Mapping[str, Any] | None, version: SplitVersion) -> bool:

@@ -40,3 +40,18 @@ def git_state(directory: str | Path) -> GitState:
 def feature_repo_commit(repo_root: str | Path) -> str:
     """The Git commit of a Feast repo, `-dirty` when it has uncommitted changes (or a content hash)."""
     return str(git_state(repo_root))
+
+
+def require_committed(directory: str | Path, *, allow_dirty: bool = False, what: str = "the feature repo") -> GitState:
+    """The Git state of `directory`; an InvalidInputError when it has uncommitted changes (a lineage
+    naming its commit would not describe the definitions that ran), unless `allow_dirty`."""
+    from mlv_spark.errors import InvalidInputError
+
+    if not Path(directory).is_dir():
+        raise InvalidInputError(f"{what} {directory} does not exist; pass --feature-repo <path to a Feast repo>")
+    state = git_state(directory)
+    if state.dirty and not allow_dirty:
+        raise InvalidInputError(
+            f"{what} {directory} has uncommitted changes on top of {state.commit[:12]}: commit them (the lineage "
+            "records the Git commit, and reproduction checks it out) or pass --allow-dirty")
+    return state

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from mlv_spark.catalogs import Tables
 from mlv_spark.errors import InvalidInputError, SplitVersionError
+from mlv_spark.fingerprint import content_fingerprint
 from mlv_spark.splits.index import SPLITS_TABLE, VERSIONS_TABLE, SplitVersion, decode_entity_key
 from mlv_spark.sql import quote as sql_name
 
@@ -50,13 +51,28 @@ class SplitRegistry:
         """The index rows of `version` (all splits)."""
         return self.tables.read(SPLITS_TABLE, self.ref).where(F.col("split_version") == version)
 
-    def entity_rows(self, version: str, splits: Sequence[str], columns: Sequence[str] = ()
+    def verify(self, version: str, record: dict[str, Any]) -> None:
+        """The version's rows are those published: their fingerprint is the one the registry
+        recorded (one small job over the version's index rows). A SplitVersionError otherwise."""
+        recorded = record.get("fingerprint")
+        if not recorded:  # published before fingerprints were recorded
+            return
+        actual = content_fingerprint(self.index(version)).digest
+        if actual != recorded:
+            raise SplitVersionError(
+                f"split version {version!r} at {self.ref[:12]} was changed after it was published: its rows' "
+                f"fingerprint is {actual[:16]}, the registry recorded {recorded[:16]}; split versions are immutable: "
+                "find the commit that rewrote ml_datasets/splits (lakeFS log) and revert it, or publish a new version")
+
+    def entity_rows(self, version: str, splits: Sequence[str], columns: Sequence[str] = (), *, verify: bool = True
                     ) -> tuple[DataFrame, SplitVersion, dict[str, Any]]:
         """The index rows of `version` in `splits`, with the original key columns restored:
         (key columns…, event_timestamp, split, `columns`…). `columns` (labels, other join keys)
         are joined back from the version's source table at its source commit, on the key and the
         event time; where several source rows share both, the smallest values are taken."""
         definition, record = self.require(version)
+        if verify:
+            self.verify(version, record)
         known = definition.params.split_names
         unknown = [s for s in splits if s not in known]
         if unknown or not splits:

@@ -26,6 +26,7 @@ from mlv_spark.lakefs import LakeFS
 from mlv_spark.lineage.record import DataLineage
 from mlv_spark.log import get_logger
 from mlv_spark.workflows.provenance import git_state
+from mlv_spark.workflows.registry import SplitRegistry
 from mlv_spark.workflows.training_set import TrainingSetRequest, compute_training_set, feature_schema_hash
 
 log = get_logger("mlv_spark.reproduce")
@@ -155,10 +156,15 @@ def rebuild(spark: Any, tables: Any, lakefs: LakeFS, lineage: DataLineage, featu
         ref=lineage.lakefs_commit, split_version=lineage.split_version, splits=tuple(lineage.splits),
         labels=tuple(lineage.label_columns), full_feature_names=lineage.full_feature_names)
     try:
-        computed = compute_training_set(spark, tables, lakefs, request, lineage.lakefs_commit)
+        computed = compute_training_set(spark, tables, lakefs, request, lineage.lakefs_commit, verify_split_version=False)
     except (FeatureDefinitionError, SplitVersionError, InvalidInputError) as exc:
         report.differences.append(Difference("changed definitions", f"the training set cannot be built as logged: {exc}"))
         return
+    registry = SplitRegistry(tables, lineage.lakefs_commit)
+    try:  # the per-split comparison below says where the rows differ
+        registry.verify(lineage.split_version, registry.require(lineage.split_version)[1])
+    except SplitVersionError as exc:
+        report.differences.append(Difference("different rows", str(exc)))
     if computed.feature_refs != list(lineage.feature_refs):
         report.differences.append(Difference(
             "changed definitions", f"the features are now {computed.feature_refs}, the lineage logged "

@@ -27,7 +27,8 @@ from pyspark.sql import functions as F
 
 from mlv_spark import lifecycle
 from mlv_spark.catalogs import Tables
-from mlv_spark.errors import InvalidInputError, MergeConflictError
+from mlv_spark.errors import InvalidInputError, MergeConflictError, data_errors
+from mlv_spark.fingerprint import content_fingerprint
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.log import get_logger
 from mlv_spark.splits import assign
@@ -173,6 +174,7 @@ class _Prepared:
     index: DataFrame
     totals: dict[str, int]
     per_stratum: list[tuple[str | None, str, int]]
+    fingerprint: str
 
 
 def _existing(tables: Tables, lakefs: LakeFS, target: str, version: SplitVersion, source_commit: str,
@@ -215,7 +217,9 @@ def _prepare(spark: SparkSession, tables: Tables, version: SplitVersion, source_
     started = time.monotonic()
     index = build_index(assign(source, params, previous=previous, per_row=True), version).cache()
     try:
-        totals, per_stratum = split_counts(index)
+        with data_errors():  # the hash method checks keys and strata lazily, in this first job
+            totals, per_stratum = split_counts(index)
+        fingerprint = content_fingerprint(index).digest
     except BaseException:
         index.unpersist()
         raise
@@ -224,7 +228,7 @@ def _prepare(spark: SparkSession, tables: Tables, version: SplitVersion, source_
         index.unpersist()
         raise InvalidInputError(f"{version.source_table}@{version.source_ref} yielded no rows to split")
     log.info("splits: assigned %d rows in %.1fs", sum(totals.values()), time.monotonic() - started)
-    return _Prepared(version, source_commit, source, index, totals, per_stratum)
+    return _Prepared(version, source_commit, source, index, totals, per_stratum, fingerprint)
 
 
 def _write(spark: SparkSession, tables: Tables, lakefs: LakeFS, branch: str, prepared: _Prepared | None,
@@ -233,12 +237,14 @@ def _write(spark: SparkSession, tables: Tables, lakefs: LakeFS, branch: str, pre
     assert prepared is not None  # the lifecycle writes only when nothing was committed yet
     version = prepared.version
     report.totals, report.per_stratum = prepared.totals, prepared.per_stratum
-    mode = "append" if tables.exists(SPLITS_TABLE, branch) else "create"
-    tables.write(prepared.index, SPLITS_TABLE, branch, mode=mode, partition_by=["split_version"])
-    record = version_record(version, prepared.source_commit, prepared.totals)
+    # Each version is its own partition, replaced rather than appended: a second writer of the same
+    # version on the same branch (a concurrent run, a rerun) leaves one copy, never two.
+    record = version_record(version, prepared.source_commit, prepared.totals, prepared.fingerprint)
     registry_row = spark.createDataFrame([(*record.values(), None)], VERSION_SCHEMA).withColumn(
         "created_at", F.current_timestamp())
-    tables.write(registry_row, VERSIONS_TABLE, branch, mode="append" if tables.exists(VERSIONS_TABLE, branch) else "create")
+    for rows, name in ((prepared.index, SPLITS_TABLE), (registry_row, VERSIONS_TABLE)):
+        mode = "replace_partitions" if tables.exists(name, branch) else "create"
+        tables.write(rows, name, branch, mode=mode, partition_by=["split_version"])
     if storage_report is not None:
         report.storage = storage_report
         report.index_bytes = sum(c.size_bytes or 0 for c in lakefs.uncommitted(branch, prefix="ml_datasets/splits/")

@@ -85,8 +85,9 @@ class ComputedTrainingSet:
 
 
 def compute_training_set(spark: SparkSession, tables: Tables, lakefs: LakeFS, request: TrainingSetRequest,
-                         commit: str | None = None) -> ComputedTrainingSet:
-    """The training set of `request` read at `commit` (default: its ref resolved now); lazy."""
+                         commit: str | None = None, *, verify_split_version: bool = True) -> ComputedTrainingSet:
+    """The training set of `request` read at `commit` (default: its ref resolved now); lazy but
+    for the check that the split version's rows are those published (`verify_split_version`)."""
     commit = commit or lakefs.resolve(request.ref)
 
     def table_at_commit(name: str) -> str:
@@ -104,7 +105,7 @@ def compute_training_set(spark: SparkSession, tables: Tables, lakefs: LakeFS, re
     if overlap:
         raise InvalidInputError(f"label column(s) {overlap} are also requested features; a label must not be a feature")
     entities, version, _ = SplitRegistry(tables, commit).entity_rows(
-        request.split_version, request.splits, [*join_columns, *request.labels])
+        request.split_version, request.splits, [*join_columns, *request.labels], verify=verify_split_version)
     if not request.labels:
         log.info("training set without a label column: for inference-style use only (pass --label for training)")
     df = get_historical_features(

@@ -22,7 +22,6 @@ from mlv_spark.workflows.split_version import compute_split_version
 from tests.integration.helpers import REPO_ROOT, features, ingest, run_job, state
 
 pytestmark = pytest.mark.integration
-MODEL = "fraud-detector-test"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -56,6 +55,7 @@ def one_json(result) -> dict:
 
 def test_train_promote_reproduce_and_what_breaks_reproduction(spark, settings, lakefs_repo, feature_git):
     lk = lakefs_repo
+    MODEL = f"fraud-detector-{lk.repository}"  # MLflow's registry is shared by every test repository
     repo_dir, commit_a, commit_b = feature_git
     tables = ingest(spark, settings, lk)
     loaded = features(settings)
