@@ -1,7 +1,8 @@
 """Check a lakeFS repository for the strategy's anti-patterns: separate train/val/test tables,
-branches used as permanent version markers, transform code stored in lakeFS, and lineage that
-names an Iceberg snapshot without a lakeFS commit. Explains each finding and its fix; exits 3
-when there is any, 0 when the repository is clean.
+branches used as permanent version markers, transform code stored in lakeFS, lineage that
+names an Iceberg snapshot without a lakeFS commit — and, as a retention guard, tags of registered
+models whose data a garbage-collection rule would remove. Explains each finding and its fix;
+exits 3 when there is any, 0 when the repository is clean.
 
 Example:
   ./spark-submit.sh jobs/doctor.py --ref main
@@ -32,13 +33,15 @@ def main(argv: list[str]) -> int:
     job = Job(args, "doctor")
     ref = args.ref or job.lakefs.default_branch
     job.lakefs.resolve(ref)
-    lineage = []
+    lineage, promoted = [], []
     if not args.no_mlflow:
-        from mlv_spark.lineage.mlflow import client, lineage_records
+        from mlv_spark.lineage.mlflow import client, lineage_records, promoted_tags
 
-        lineage = [(where, record) for where, record in lineage_records(client(job.settings.mlflow.tracking_uri))
+        tracking = client(job.settings.mlflow.tracking_uri)
+        lineage = [(where, record) for where, record in lineage_records(tracking)
                    if record.get("lakefs_repository") in (None, job.lakefs.repository)]
-    findings, walked = examine(job.lakefs, ref, stale_days=args.stale_days, lineage=lineage)
+        promoted = [(where, tag) for where, repository, tag in promoted_tags(tracking) if repository == job.lakefs.repository]
+    findings, walked = examine(job.lakefs, ref, stale_days=args.stale_days, lineage=lineage, promoted=promoted)
     for finding in findings:
         print(finding.render())
     tables = ", ".join(f"{p} ({f})" for p, f in sorted(walked.tables.items())) or "none"

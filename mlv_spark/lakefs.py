@@ -277,6 +277,23 @@ class LakeFS:
         with self._api("read branch protection rules"):
             return [r.pattern for r in self.client.sdk_client.repositories_api.get_branch_protection_rules(self.repository) or []]
 
+    def gc_rules(self) -> dict[str, int] | None:
+        """The garbage-collection retention rules (branch -> days, "*" the default), None when the
+        repository has none (then lakeFS never hard-deletes committed data)."""
+        try:
+            with self._api("read garbage-collection rules"):
+                rules = self.client.sdk_client.repositories_api.get_gc_rules(self.repository)
+        except RefNotFoundError:
+            return None
+        return {"*": int(rules.default_retention_days), **{r.branch_id: int(r.retention_days) for r in rules.branches or []}}
+
+    def set_gc_rules(self, default_days: int, branches: Mapping[str, int] | None = None) -> None:
+        rules = lakefs_sdk.GarbageCollectionRules(
+            default_retention_days=default_days,
+            branches=[lakefs_sdk.GarbageCollectionRule(branch_id=b, retention_days=d) for b, d in (branches or {}).items()])
+        with self._api("set garbage-collection rules"):
+            self.client.sdk_client.repositories_api.set_gc_rules(self.repository, rules)
+
     # -- refs -----------------------------------------------------------------------------
     def experiment_branch(self, name: str) -> str:
         """Map an experiment name (e.g. `exp-123-new-embeddings` or `experiments/x`) to a branch name."""
@@ -421,10 +438,13 @@ class LakeFS:
         with self._api("delete tag", tag):
             self.repo.tag(tag).delete()
 
-    def diff(self, left: str, right: str, prefix: str | None = None) -> list[Change]:
-        """Committed differences between two refs (what `right` changes relative to `left`)."""
+    def diff(self, left: str, right: str, prefix: str | None = None, *, two_dot: bool = False) -> list[Change]:
+        """Committed differences between two refs: what `right` changed since their merge base, or
+        (`two_dot`) every difference between the two."""
+        kwargs = {"type": "two_dot"} if two_dot else {}
         with self._api(f"diff against {right}", left):
-            return [Change(c.path, c.type, c.size_bytes) for c in self.repo.ref(left).diff(other_ref=right, prefix=prefix or "")]
+            return [Change(c.path, c.type, c.size_bytes)
+                    for c in self.repo.ref(left).diff(other_ref=right, prefix=prefix or "", **kwargs)]
 
     def uncommitted(self, branch: str, prefix: str | None = None) -> list[Change]:
         with self._api("list uncommitted changes", branch):

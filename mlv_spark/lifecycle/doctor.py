@@ -6,6 +6,7 @@
 | branch-as-version | branches kept as permanent version markers: old and unmerged, or named by lineage | tags |
 | code-in-lakefs | transform code stored in lakeFS | Git, with the Feast definitions |
 | snapshot-lineage | lineage that names an Iceberg snapshot without a lakeFS commit | lakeFS commits (snapshots expire) |
+| retention | a tag a registered model version trains on, whose data a retention rule will remove | pin it (a branch at the commit) or keep it longer |
 
 `examine` walks the ref's directories (tables are found by their Iceberg pointer or Delta log,
 lineage by its manifests) and the repository's branches; `split_table_groups` is the pure rule.
@@ -91,9 +92,11 @@ def walk(lakefs: LakeFS, ref: str, *, max_dirs: int = 2000, max_depth: int = 6) 
 
 
 def examine(lakefs: LakeFS, ref: str, *, stale_days: float = 30.0, now: float | None = None,
-            lineage: Iterable[tuple[str, Mapping]] = ()) -> tuple[list[Finding], Walk]:
+            lineage: Iterable[tuple[str, Mapping]] = (),
+            promoted: Iterable[tuple[str, str]] = ()) -> tuple[list[Finding], Walk]:
     """Every finding at `ref` (and among the repository's branches). `lineage` adds records found
-    elsewhere (e.g. MLflow runs) as (where, record) pairs."""
+    elsewhere (e.g. MLflow runs) as (where, record) pairs; `promoted`, the (model version, lakeFS
+    tag) pairs of registered models, for the retention guard."""
     now = time.time() if now is None else now
     found = walk(lakefs, ref)
     findings = []
@@ -116,7 +119,45 @@ def examine(lakefs: LakeFS, ref: str, *, stale_days: float = 30.0, now: float | 
     for where, record in [*records, *lineage]:
         findings += _lineage_findings(lakefs, where, record, branches)
     findings += _stale_branches(lakefs, branches, stale_days, now)
+    findings += retention_findings(lakefs, promoted)
     return findings, found
+
+
+def retention_findings(lakefs: LakeFS, promoted: Iterable[tuple[str, str]]) -> list[Finding]:
+    """The retention guard: a tag keeps its commit, not its data. lakeFS garbage collection
+    hard-deletes an object once every branch has replaced or deleted it and the branch's retention
+    has passed — tags do not count — and Iceberg's expire_snapshots or Delta's VACUUM on a branch are
+    such deletions. So a model's training data is at risk when GC rules exist and objects of its
+    tagged commit are no longer on any branch head."""
+    promoted = list(promoted)
+    rules = lakefs.gc_rules() if promoted else None
+    findings = []
+    for where, tag in promoted:
+        commit = lakefs.tag_commit(tag)
+        if commit is None:
+            findings.append(Finding("retention", f"{where}: tag {tag!r}",
+                                    "the tag the model's training data was pinned with no longer exists",
+                                    "recreate the tag at the commit in the model version's data/lakefs_commit tag"))
+            continue
+        if rules is None:
+            continue
+        heads = lakefs.branches()
+        gone = None
+        for branch in heads:
+            changed = [c for c in lakefs.diff(commit, branch, two_dot=True) if c.type in ("removed", "changed")]
+            gone = changed if gone is None else [c for c in gone if c.path in {x.path for x in changed}]
+            if not gone:
+                break
+        if gone:
+            days = min(rules.get(b, rules["*"]) for b in heads)
+            findings.append(Finding(
+                "retention", f"{where}: tag {tag!r} @ {commit[:12]}",
+                f"{len(gone)} object(s) of that commit (e.g. {gone[0].path}) are on no branch any more, and garbage "
+                f"collection hard-deletes such objects {days} day(s) after they were replaced (rules: {rules}); the "
+                "tag would keep the commit but not its data, and the training set could not be rebuilt",
+                f"pin it: keep a branch at the commit (lakectl branch create lakefs://{lakefs.repository}/retain-{tag} "
+                f"--source {commit}), which garbage collection respects, or raise the retention days of the branches"))
+    return findings
 
 
 def _read_json(lakefs: LakeFS, ref: str, path: str) -> dict:

@@ -161,6 +161,19 @@ def lineage_records(mlflow_client: MlflowClient, max_runs: int = 1000) -> list[t
     return records
 
 
+def promoted_tags(mlflow_client: MlflowClient) -> list[tuple[str, str, str]]:
+    """(model version, lakeFS repository, lakeFS tag) of every registered model version that
+    names the tag of its training data (what jobs/promote.py sets)."""
+    found = []
+    for model in mlflow_client.search_registered_models(max_results=1000):
+        for version in mlflow_client.search_model_versions(f"name = '{model.name}'", max_results=1000):
+            tags = version.tags or {}
+            if tags.get("data/lakefs_tag") and tags.get("data/lakefs_repository"):
+                found.append((f"model {model.name} version {version.version}", tags["data/lakefs_repository"],
+                              tags["data/lakefs_tag"]))
+    return found
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The run's page in the MLflow UI (for an HTTP tracking server)."""
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -5,6 +5,7 @@ The cases are listed in docs/reliability.md."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import datetime, timedelta
@@ -180,3 +181,34 @@ def test_bad_input_over_every_job_is_one_error_line_and_changes_nothing(settings
         assert "Traceback" not in result.output, (job, args)
         assert not any(value in result.output for key, value in env.items() if "SECRET" in key), "no credential"
     assert snapshot() == before
+
+
+def test_the_doctor_guards_the_data_of_promoted_models_against_garbage_collection(spark, settings, events_repo):
+    tables = events_repo
+    lk = tables.lakefs
+    tag = "model-guard-data"
+    commit = lk.tag(tag, "main")
+    tracking = MlflowClient(settings.mlflow.tracking_uri)
+    model = f"guard-{lk.repository}"
+    tracking.create_registered_model(model)
+    tracking.create_model_version(model, source="s3://models/guard", tags={
+        "data/lakefs_repository": lk.repository, "data/lakefs_tag": tag, "data/lakefs_commit": commit})
+
+    def retention() -> list[dict]:
+        result = run_job("doctor", "--repository", lk.repository, "--stale-days", "1000")
+        assert result.returncode in (0, 3), result.output[-2000:]
+        return [f for f in json.loads(result.stdout.strip().splitlines()[-1])["findings"] if f["rule"] == "retention"]
+
+    # main replaces the tagged table's current state (Iceberg overwrite: a new pointer object)
+    lk.create_branch("exp-rewrite", "main")
+    tables.write(tables.read(ENTITIES, "main").limit(10), ENTITIES, "exp-rewrite", mode="overwrite")
+    lk.commit("exp-rewrite", "rewrite")
+    lk.merge("exp-rewrite", "main")
+    lk.delete_branch("exp-rewrite")
+    assert retention() == [], "without garbage-collection rules lakeFS keeps every committed object"
+    lk.set_gc_rules(7, {"main": 14})
+    found = retention()
+    assert len(found) == 1 and found[0]["subject"].startswith(f"model {model} version 1: tag '{tag}'")
+    assert "14 day(s)" in found[0]["explanation"]  # main's rule: main replaced the object and f"retain-{tag}" in found[0]["fix"]
+    lk.create_branch(f"retain-{tag}", commit)  # the fix: a branch at the commit pins its objects
+    assert retention() == []
