@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Callable, Iterator
 
-from mlv_spark.errors import InvalidInputError, MlvError, data_error
+from mlv_spark.errors import InvalidInputError, MlvError, data_error, outage_error
 from mlv_spark.log import get_logger
 
 log = get_logger("mlv_spark.job")
@@ -158,7 +158,7 @@ def run(main: Callable[[list[str]], int], argv: list[str] | None = None) -> None
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: report and fail
-        mapped = data_error(exc)  # a data check that failed inside a Spark job
+        mapped = data_error(exc) or outage_error(exc)  # a data check inside a Spark job; a service gone
         if mapped is not None:
             print(f"error: {mapped}", file=sys.stderr)
             code = 2

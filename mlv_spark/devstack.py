@@ -104,20 +104,24 @@ class LocalServices:
 
     def down(self) -> None:
         for name in ("mlflow", "lakefs"):
-            pid_file = self.run_dir / f"{name}.pid"
-            if not pid_file.exists():
-                continue
-            pid = int(pid_file.read_text().strip())
-            try:
-                os.killpg(pid, signal.SIGTERM)
-                for _ in range(50):
-                    os.killpg(pid, 0)
-                    time.sleep(0.1)
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            pid_file.unlink(missing_ok=True)
-            log.info("services: stopped %s (pid %d)", name, pid)
+            self.stop(name)
+
+    def stop(self, name: str) -> None:
+        """Stop the service `name` ("lakefs" or "mlflow") this run directory started, if running."""
+        pid_file = self.run_dir / f"{name}.pid"
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text().strip())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                os.killpg(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink(missing_ok=True)
+        log.info("services: stopped %s (pid %d)", name, pid)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         log_file = self.run_dir / f"{name}.log"

@@ -86,3 +86,19 @@ def data_errors() -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from None
+
+
+_UNREACHABLE = re.compile(r"(Connect to [^\n]{0,80}? failed[^\n]{0,40}|Connection refused|Failed to establish a new connection|"
+                          r"Max retries exceeded with url|Connection reset by peer|UnknownHostException)[^\n]{0,160}")
+
+
+def outage_error(exc: BaseException) -> ServiceUnavailableError | None:
+    """A ServiceUnavailableError for an exception that shows a service went away mid-job (a refused
+    connection to lakeFS's S3 gateway inside a Spark job, to MLflow…), whatever wraps it."""
+    found = _UNREACHABLE.search(str(exc))
+    if found is None:
+        return None
+    return ServiceUnavailableError(
+        f"a service became unreachable during the job ({found.group(0).strip()[:200]}); nothing reached the "
+        "target branch unless the job said it merged: start the service again and rerun the same command, "
+        "which resumes where this run stopped")
