@@ -13,7 +13,8 @@ profile="${MLV_PROFILE:-local}"
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile) profile="$2"; shift 2 ;;
+    --profile) [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: --profile needs a name, e.g. --profile local" >&2; exit 2; }
+               profile="$2"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
     *) args+=("$1"); shift ;;
   esac

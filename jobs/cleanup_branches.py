@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from mlv_spark.cli import Job, job_parser, run
@@ -31,8 +32,8 @@ def main(argv: list[str]) -> int:
     prefix = args.prefix if args.prefix is not None else job.settings.lakefs.experiment_prefix
     if not prefix:
         raise InvalidInputError("--prefix is empty: name the branches to clean up, e.g. --prefix exp-")
-    if args.older_than_days < 0:
-        raise InvalidInputError(f"--older-than-days {args.older_than_days} must be >= 0")
+    if not (0 <= args.older_than_days < math.inf):  # NaN compares false with everything
+        raise InvalidInputError(f"--older-than-days {args.older_than_days} must be a number of days >= 0, e.g. --older-than-days 7")
     target = args.target or lakefs.default_branch
     if not lakefs.branch_exists(target):
         raise InvalidInputError(f"--target {target!r}: no such branch in {lakefs.repository}")

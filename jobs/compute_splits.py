@@ -71,7 +71,8 @@ def main(argv: list[str]) -> int:
                         help="compare the index's bytes with train/val/test copies of --feature-table: "
                              "estimate (default; from the table's data files) or measured (writes the copies "
                              "to a scratch prefix and discards them)")
-    parser.add_argument("--feature-table", help="table whose per-split copies the storage report compares (default: the entity table)")
+    parser.add_argument("--feature-table", action="append", default=[],
+                        help="a table whose per-split copies the storage report counts (repeatable; default: the entity table)")
     args = parser.parse_args(argv)
 
     job = Job(args, "compute_splits")
@@ -87,13 +88,13 @@ def main(argv: list[str]) -> int:
     job.lakefs.resolve(source_ref)  # fail fast on an unknown ref, before Spark starts
     report = compute_split_version(
         job.spark, job.tables, job.lakefs, version, experiment=args.experiment, merge_into=args.merge_into,
-        tag=args.tag, delete_branch=args.delete_branch, feature_table=args.feature_table,
+        tag=args.tag, delete_branch=args.delete_branch, feature_tables=args.feature_table,
         storage_report=args.storage_report,
     )
     print(report.render())
     print(json.dumps({"split_version": report.version, "noop": report.noop, "branch": report.branch,
                       "source_commit": report.source_commit, "commit": report.commit,
-                      "merge_commit": report.merge_commit, "tag": None if report.noop else args.tag,
+                      "merge_commit": report.merge_commit, "tag": report.tag,
                       "totals": report.totals}, sort_keys=True))
     return 0
 

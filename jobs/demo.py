@@ -19,14 +19,14 @@ import re
 
 from mlv_spark.cli import Job, job_parser, run, step
 from mlv_spark.errors import InvalidInputError
+from mlv_spark.lineage.mlflow import client, find_model_version, model_version_lineage, shown_uri
 from mlv_spark.splits import SplitParams
 from mlv_spark.splits.index import SplitVersion
-from mlv_spark.workflows.feature_pipeline import load_pipeline, plan_pipeline, run_pipeline
-from mlv_spark.workflows.split_version import compute_split_version
-from mlv_spark.lineage.mlflow import client, find_model_version, model_version_lineage
 from mlv_spark.trainer import logistic_regression
+from mlv_spark.workflows.feature_pipeline import load_pipeline, plan_pipeline, run_pipeline
 from mlv_spark.workflows.promote import promote
 from mlv_spark.workflows.reproduce import reproduce
+from mlv_spark.workflows.split_version import compute_split_version
 from mlv_spark.workflows.train import train_model
 from mlv_spark.workflows.training_set import TrainingSetRequest
 
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
                                 ratios={"train": 0.8, "val": 0.1, "test": 0.1}, time_column="event_timestamp")
         split_report = compute_split_version(
             job.spark, job.tables, lakefs, SplitVersion(SPLIT_VERSION, "features.transaction_labels", main_branch, params),
-            merge_into=main_branch, delete_branch=True, feature_table="features.user_txn_stats",
+            merge_into=main_branch, delete_branch=True, feature_tables=("features.user_txn_stats", "features.merchant_risk", "features.txn_details"),
             storage_report="estimate")
 
     with step("train"):
@@ -135,7 +135,7 @@ def main(argv: list[str]) -> int:
     print(f"lakeFS UI     {settings.lakefs.endpoint}/repositories/{lakefs.repository}/commits?ref={main_branch}  "
           f"(log in with the [lakefs] keys of conf/local.toml)")
     print(f"MLflow UI     {trained.run_url}  (artifacts: lineage/lineage_card.html)")
-    print(f"              {settings.mlflow.tracking_uri}/#/models/{args.model_name}/versions/{promotion.version}")
+    print(f"              {shown_uri(settings.mlflow.tracking_uri)}/#/models/{args.model_name}/versions/{promotion.version}")
     return 0 if reproduction.reproducible else 3
 
 

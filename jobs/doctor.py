@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from mlv_spark.cli import Job, job_parser, run
@@ -28,8 +29,8 @@ def main(argv: list[str]) -> int:
                         help="an unmerged branch older than this is a version marker (default 30)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not read the lineage logged in MLflow runs")
     args = parser.parse_args(argv)
-    if args.stale_days < 0:
-        raise InvalidInputError(f"--stale-days {args.stale_days} must be >= 0")
+    if not (0 <= args.stale_days < math.inf):  # NaN compares false with everything
+        raise InvalidInputError(f"--stale-days {args.stale_days} must be a number of days >= 0, e.g. --stale-days 7")
     job = Job(args, "doctor")
     ref = args.ref or job.lakefs.default_branch
     job.lakefs.resolve(ref)

@@ -4,7 +4,7 @@ Example:
   ./spark-submit.sh jobs/reproduce.py --model-name fraud-detector --alias champion
 
 Reads the lineage from the model version (else its run); checks that the tag still resolves to
-the logged commit; checks the Feast repo out at its logged Git commit in a temporary worktree;
+the logged commit; exports the Feast repo as of its logged Git commit to a temporary directory;
 rebuilds every logged split at that commit; compares fingerprints and the schema hash. Exit 0
 only on equality; 3 when the data is not reproducible, with a report naming what differs; 2 for
 bad input.

@@ -8,7 +8,7 @@ from typing import Iterator
 
 #: Marks an InvalidInputError raised inside a Spark job (`raise_error`, for checks that run lazily
 #: with the data): `data_error` finds it in whatever exception Spark wraps it in.
-DATA_ERROR_PREFIX = "InvalidInputError: "
+DATA_ERROR_PREFIX = "mlv-spark data check failed: "
 _DATA_ERROR = re.compile(re.escape(DATA_ERROR_PREFIX) + r"([^\n\r]*?)(?:\s*(?:SQLSTATE|at org\.|\n|$))")
 
 
@@ -71,7 +71,8 @@ class SplitVersionError(MlvError):
 def data_error(exc: BaseException) -> InvalidInputError | None:
     """The InvalidInputError a Spark job raised with `DATA_ERROR_PREFIX`, if `exc` carries one."""
     found = _DATA_ERROR.search(str(exc))
-    return InvalidInputError(found.group(1).strip().rstrip(".")) if found else None
+    message = found.group(1).strip().rstrip(".") if found else ""
+    return InvalidInputError(message) if message else None
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from typing import Iterator, Literal, Mapping
 
 import lakefs
 import lakefs_sdk
+import urllib3
 from lakefs.exceptions import LakeFSException, ServerException
 
 from mlv_spark.config import LakeFSSettings
@@ -36,6 +37,9 @@ from mlv_spark.errors import (
     TagExistsError,
 )
 from mlv_spark.log import get_logger
+
+#: Characters no branch or tag name holds, which make a ref an expression for a commit.
+_REF_EXPRESSION = re.compile(r"[~^@:]")
 
 log = get_logger(__name__)
 
@@ -157,6 +161,10 @@ class CommitInfo:
     creation_date: int = 0
 
 
+class _ObjectExists(LakeFSError):
+    """A conditional upload found an object at its path (409/412)."""
+
+
 def _status(exc: BaseException) -> int | None:
     if isinstance(exc, ServerException):
         return exc.status_code
@@ -220,14 +228,16 @@ class LakeFS:
                     f"{action} at {self._where(ref)} refused by lakeFS ({status}: {message}); check "
                     "MLV_LAKEFS_ACCESS_KEY_ID / MLV_LAKEFS_SECRET_ACCESS_KEY and the user's policies"
                 ) from exc
-            if status == 409 and conflict is not None:
+            if status in (409, 412) and conflict is not None:
                 raise conflict(f"{action} at {self._where(ref)}: {message}{conflict_hint}") from exc
-            if status is not None and status >= 500:
+            if status is not None and (status >= 500 or status == 429):
                 raise ServiceUnavailableError(
                     f"lakeFS at {self.settings.endpoint} failed during {action} ({status}: {message}); retry later"
                 ) from exc
             if status is not None or isinstance(exc, LakeFSException):
                 raise LakeFSError(f"{action} at {self._where(ref)} failed: {message}") from exc
+            if not isinstance(exc, (OSError, urllib3.exceptions.HTTPError)):
+                raise  # not the service: a defect, shown as one
             raise ServiceUnavailableError(
                 f"lakeFS at {self.settings.endpoint} is unreachable during {action}: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}; start it (make services-up) or fix [lakefs] endpoint"
@@ -319,7 +329,11 @@ class LakeFS:
 
     def ref_kind(self, ref: str) -> RefKind:
         """Whether `ref` names a branch, a tag or a commit; RefNotFoundError when none. Only a
-        404 means "not this kind": an outage or an auth failure is raised as such."""
+        404 means "not this kind": an outage or an auth failure is raised as such. An expression
+        (`main~1`, `v1^`, `main@`) names a commit."""
+        if _REF_EXPRESSION.search(ref or ""):
+            self.resolve(ref)
+            return "commit"
         if self.branch_exists(ref):
             return "branch"
         if self.tag_commit(ref) is not None:
@@ -455,6 +469,24 @@ class LakeFS:
         self.require_branch(branch)
         with self._api(f"upload {path}", branch):
             self.repo.branch(branch).object(path).upload(data, content_type=content_type)
+
+    def put_object_if_absent(self, branch: str, path: str, data: bytes) -> bool:
+        """Upload `path` only if the branch has no object there (atomically, If-None-Match: *);
+        False when one exists."""
+        try:
+            with self._api(f"upload {path}", branch, conflict=_ObjectExists):
+                self.client.sdk_client.objects_api.upload_object(self.repository, branch, path, if_none_match="*",
+                                                                 content=data)
+            return True
+        except _ObjectExists:
+            return False
+
+    def delete_object(self, branch: str, path: str) -> None:
+        try:
+            with self._api(f"delete {path}", branch):
+                self.repo.branch(branch).object(path).delete()
+        except RefNotFoundError:
+            return
 
     def read_object(self, ref: str, path: str) -> bytes:
         with self._api(f"read {path}", ref):

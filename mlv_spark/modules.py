@@ -32,7 +32,7 @@ def load_module(name: str, search: Sequence[str | Path] = (), *, what: str = "mo
         try:
             return importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
                 raise  # the module exists but imports something missing: a real error
     known = sorted(p.stem for d in search if Path(d).is_dir() for p in Path(d).glob("*.py") if not p.stem.startswith("_"))
     raise InvalidInputError(

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 from mlv_spark.errors import InvalidInputError, LakeFSError, MlvError, TagExistsError
 from mlv_spark.lakefs import CommitInfo, LakeFS, validate_branch_name, validate_tag_name
+from mlv_spark.lifecycle.lease import LEASE_PATH, Lease
 from mlv_spark.log import get_logger
 
 log = get_logger("mlv_spark.lifecycle")
@@ -115,14 +116,13 @@ def plan(lakefs: LakeFS, *, experiment: str, owner: str, params: Mapping[str, An
     digest = params_hash(owner, params)
     resume = False
     committed = None
-    merged = _find_merge(lakefs, merge_into, experiment, digest) if merge_into else None
+    merged = _find_merge(lakefs, merge_into, branch, digest) if merge_into else None
     if merged is not None:  # finished up to the merge: only the tag and the clean-up can be left
         source_commit = merged.metadata.get("mlv.source_commit", source_commit)
         resume = lakefs.branch_exists(branch)
     elif lakefs.branch_exists(branch):
         marker = _marker(lakefs, branch, [source_ref, *([merge_into] if merge_into else []), lakefs.default_branch])
-        if marker is None or marker.metadata.get("mlv.owner") != owner or marker.metadata.get("mlv.params_hash") != digest \
-                or marker.metadata.get("mlv.experiment") != experiment:
+        if marker is None or marker.metadata.get("mlv.owner") != owner or marker.metadata.get("mlv.params_hash") != digest:
             held = (f"{marker.metadata.get('mlv.owner')} ({marker.metadata.get('mlv.experiment')}) with other parameters"
                     if marker is not None else "work not made by this experiment")
             raise LakeFSError(
@@ -175,11 +175,15 @@ def run(
         if not plan.resume:
             lakefs.create_branch(plan.branch, plan.source_commit)
             created = True
-            lakefs.commit(plan.branch, f"open experiment {plan.experiment}", {
-                "mlv.lifecycle": "open", "mlv.owner": plan.owner, "mlv.params_hash": plan.params_hash,
-                "mlv.source_ref": plan.source_ref, "mlv.source_commit": plan.source_commit,
-                "mlv.experiment": plan.experiment,
-            }, allow_empty=True)
+            try:  # the branch and its marker, or neither
+                lakefs.commit(plan.branch, f"open experiment {plan.experiment}", {
+                    "mlv.lifecycle": "open", "mlv.owner": plan.owner, "mlv.params_hash": plan.params_hash,
+                    "mlv.source_ref": plan.source_ref, "mlv.source_commit": plan.source_commit,
+                    "mlv.experiment": plan.experiment,
+                }, allow_empty=True)
+            except BaseException:
+                _undo(lakefs, plan, created)
+                raise
         else:
             log.info("lifecycle: resuming %s (created from %s)", plan.branch, plan.source_commit[:12])
 
@@ -189,16 +193,28 @@ def run(
         result.written = json.loads(lakefs.get_commit(plan.committed_commit).metadata.get("mlv.written", "{}"))
         log.info("lifecycle: %s already holds the committed work (@ %s)", plan.branch, plan.committed_commit[:12])
     else:
+        lease = Lease(lakefs, plan.branch)
         try:
-            if lakefs.uncommitted(plan.branch):
+            lease.take()
+        except BaseException:
+            if created:
+                _undo(lakefs, plan, created)
+            raise
+        try:
+            unfinished = sorted({c.path.split("/", 1)[0] + "/" for c in lakefs.uncommitted(plan.branch)
+                                 if c.path != LEASE_PATH})
+            if unfinished:
                 log.info("lifecycle: dropping unfinished writes on %s (a run stopped before its commit)", plan.branch)
-                lakefs.reset_branch(plan.branch)
+                for prefix in unfinished:
+                    lakefs.reset_prefix(plan.branch, prefix)
             with _timed(result, "write"):
                 result.written = dict(write(plan.branch))
             _maybe_fail("write")
             with _timed(result, "validate"):
                 problems = validate(plan.branch, result.written) if validate is not None else []
+            lease.release()
         except BaseException:
+            lease.release()
             _undo(lakefs, plan, created)
             raise
         if problems:
@@ -245,6 +261,11 @@ def _finish(lakefs: LakeFS, plan: ExperimentPlan, result: ExperimentResult) -> N
     if plan.delete_branch:
         with _timed(result, "delete"):
             if lakefs.branch_exists(plan.branch):
+                head = lakefs.resolve(plan.branch)
+                if head != (result.commit or lakefs.get_commit(result.merge_commit).metadata.get("mlv.branch_head")):
+                    log.warning("lifecycle: branch %s now holds other work (head %s): not deleting it", plan.branch,
+                                head[:12])
+                    return
                 lakefs.delete_branch(plan.branch)
             result.branch_deleted = True
 
@@ -261,13 +282,13 @@ def _marker(lakefs: LakeFS, branch: str, bases: list[str]) -> CommitInfo | None:
     return None
 
 
-def _find_merge(lakefs: LakeFS, target: str, experiment: str, digest: str) -> CommitInfo | None:
-    """This work's merge commit on `target`, if it was merged."""
+def _find_merge(lakefs: LakeFS, target: str, branch: str, digest: str) -> CommitInfo | None:
+    """This work's merge commit on `target`: the newest merge of the experiment branch, if it
+    merged this very work (the same branch merging other work since means: run it again)."""
     for commit in lakefs.log(target, limit=MERGE_SEARCH_DEPTH):
         meta = commit.metadata
-        if meta.get("mlv.lifecycle") == "merge" and meta.get("mlv.experiment") == experiment \
-                and meta.get("mlv.params_hash") == digest:
-            return commit
+        if meta.get("mlv.lifecycle") == "merge" and meta.get("mlv.branch") == branch:
+            return commit if meta.get("mlv.params_hash") == digest else None
     return None
 
 

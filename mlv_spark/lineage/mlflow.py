@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 from mlv_spark.errors import InvalidInputError, ServiceUnavailableError
 from mlv_spark.lineage.card import render_card
-from mlv_spark.lineage.record import MAX_TAG_VALUE, PARAM_PREFIX, SPLIT_CONTEXTS, DataLineage, digest
+from mlv_spark.lineage.record import MAX_MODEL_VERSION_TAG_VALUE, PARAM_PREFIX, SPLIT_CONTEXTS, DataLineage, digest
 from mlv_spark.log import get_logger
 
 log = get_logger("mlv_spark.lineage")
@@ -50,7 +51,7 @@ def client(tracking_uri: str) -> MlflowClient:
     try:
         mlflow_client.search_experiments(max_results=1)
     except MlflowException as exc:
-        raise ServiceUnavailableError(f"MLflow at {tracking_uri} does not answer ({_first_line(exc)}); start it "
+        raise ServiceUnavailableError(f"MLflow at {shown_uri(tracking_uri)} does not answer ({_first_line(exc)}); start it "
                                       "(make services-up) or set [mlflow] tracking_uri / MLV_MLFLOW_TRACKING_URI") from exc
     return mlflow_client
 
@@ -105,6 +106,8 @@ def read_run_lineage(mlflow_client: MlflowClient, run_id: str) -> DataLineage:
     try:
         run = mlflow_client.get_run(run_id)
     except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise
         raise InvalidInputError(f"MLflow run {run_id!r} not found ({_first_line(exc)}); check --run-id") from exc
     if run.data.tags.get("mlv.kind") != "training":
         raise InvalidInputError(f"MLflow run {run_id!r} logged no mlv-spark lineage (it is not a jobs/train.py run)")
@@ -129,11 +132,12 @@ def find_model_version(mlflow_client: MlflowClient, name: str, version: str | No
 
 def copy_to_model_version(mlflow_client: MlflowClient, model: ModelVersion, lineage: DataLineage) -> None:
     """The lineage as tags of the model version: the `data/*` params, Feast's service tag, and
-    the whole record as `mlv.lineage` (JSON)."""
+    the whole record as `mlv.lineage` (JSON; a record past the registry's limit is read from the
+    run's lineage.json instead)."""
     tags: dict[str, str] = {**lineage.to_params(), "feast.feature_service": lineage.feast_feature_service,
                             "mlv.lineage": lineage.to_json()}
     for key, value in tags.items():
-        if value and len(value) <= MAX_TAG_VALUE * 12:
+        if value and len(value) <= MAX_MODEL_VERSION_TAG_VALUE:
             mlflow_client.set_model_version_tag(model.name, model.version, key, value)
 
 
@@ -176,7 +180,12 @@ def promoted_tags(mlflow_client: MlflowClient) -> list[tuple[str, str, str]]:
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The run's page in the MLflow UI (for an HTTP tracking server)."""
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{shown_uri(tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def shown_uri(tracking_uri: str) -> str:
+    """`tracking_uri` fit to print: credentials written into it (`https://user:token@host`) are masked."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", tracking_uri)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ Pure: no MLflow, no lakeFS here (`mlv_spark.lineage.mlflow` logs and reads it).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
@@ -17,6 +18,7 @@ from mlv_spark.lakefs import is_commit_id
 #: MLflow's limits (mlflow.utils.validation): a param value, a tag value, a dataset digest.
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
+MAX_MODEL_VERSION_TAG_VALUE = 100_000  # the model registry's own, larger limit
 MAX_DIGEST = 36
 PARAM_PREFIX = "data/"
 SPLIT_CONTEXTS = {"train": "training", "val": "validation", "validation": "validation", "test": "test"}
@@ -105,9 +107,9 @@ class DataLineage:
         if self.lakefs_tag:
             params["lakefs_tag"] = self.lakefs_tag
         for split, lineage in self.splits.items():
-            params[f"fingerprint.{split}"] = lineage.fingerprint
+            params[f"fingerprint.{_key(split)}"] = lineage.fingerprint
         for name, version in self.versions.items():
-            params[f"version.{name}"] = version
+            params[f"version.{_key(name)}"] = version
         return {PARAM_PREFIX + k: _fit(_text(v), MAX_PARAM_VALUE) for k, v in params.items()}
 
     def feast_tags(self) -> dict[str, str]:
@@ -140,8 +142,8 @@ class DataLineage:
 
 
 def digest(fingerprint: str) -> str:
-    """A dataset digest for MLflow (at most 36 characters) from our content fingerprint."""
-    return fingerprint[:32]
+    """A dataset digest for MLflow (at most MAX_DIGEST characters) from our content fingerprint."""
+    return fingerprint[:min(32, MAX_DIGEST)]
 
 
 def _text(value: Any) -> str:
@@ -155,3 +157,8 @@ def _fit(value: str, limit: int) -> str:
         return value
     note = f"… ({len(value)} characters; the whole value is in lineage/lineage.json)"
     return value[: limit - len(note)] + note
+
+
+def _key(name: str) -> str:
+    """`name` as part of an MLflow param key (letters, digits, `_-. /` only; the record keeps the name)."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)[:100] or "_"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from mlv_spark.errors import DATA_ERROR_PREFIX
 from mlv_spark.splits.apportion import hash_thresholds
 from mlv_spark.splits.spec import (
     PREFIX,
@@ -46,10 +47,10 @@ def assign_by_hash(spec: SplitSpec, rows: DataFrame) -> DataFrame:
 
 def _lazy_checks(spec: SplitSpec, rows: DataFrame) -> DataFrame:
     """Null keys/groups/times fail the Spark action that reads them (the hash method is lazy)."""
-    problems = [(column(k).isNull(), f"InvalidInputError: entity_key column {k!r} is null in a row; drop or fill those rows") for k in spec.keys]
-    problems += [(column(g).isNull(), f"InvalidInputError: group_by column {g!r} is null in a row; fill it (e.g. with the entity key)") for g in spec.groups]
+    problems = [(column(k).isNull(), f"{DATA_ERROR_PREFIX}entity_key column {k!r} is null in a row; drop or fill those rows") for k in spec.keys]
+    problems += [(column(g).isNull(), f"{DATA_ERROR_PREFIX}group_by column {g!r} is null in a row; fill it (e.g. with the entity key)") for g in spec.groups]
     if spec.out_of_time:
-        problems.append((F.col(internal("period")) == -1, f"InvalidInputError: time_column {spec.time_column!r} is null in a row; drop or fill those rows"))
+        problems.append((F.col(internal("period")) == -1, f"{DATA_ERROR_PREFIX}time_column {spec.time_column!r} is null in a row; drop or fill those rows"))
     guarded = rows
     for condition, message in problems:
         guarded = guarded.filter(F.when(condition, F.raise_error(F.lit(message))).otherwise(F.lit(True)))
@@ -65,7 +66,7 @@ def _reduce_for_hash(spec: SplitSpec, labelled: DataFrame) -> DataFrame:
         aggregations.append(F.max(column(spec.time_column)).alias(spec.time_column))
     units = labelled.groupBy(*map(column, unit)).agg(*aggregations)
     message = (
-        f"InvalidInputError: stratify_by/group_by columns {[*spec.strata, *spec.groups]} differ between "
+        f"{DATA_ERROR_PREFIX}stratify_by/group_by columns {[*spec.strata, *spec.groups]} differ between "
         "rows of one entity; make them constant per entity"
     )
     units = units.filter(

@@ -8,6 +8,7 @@ views it names, its inputs at the source commit, and the lifecycle's plan (names
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,10 @@ def plan_pipeline(lakefs: LakeFS, loaded: LoadedPipeline, *, catalog: str, exper
                   source_ref: str | None = None, merge_into: str | None = None, tag: str | None = None,
                   delete_branch: bool = False) -> lifecycle.ExperimentPlan:
     """The lifecycle's plan for this pipeline run: every name, ref and tag checked (no Spark needed)."""
+    # the code is part of the work: fixing a pipeline and rerunning it with the same parameters runs it again
+    code = hashlib.sha256(loaded.source.read_bytes()).hexdigest()[:16] if loaded.source.is_file() else ""
     return lifecycle.plan(lakefs, experiment=experiment, owner=f"pipeline:{loaded.pipeline.name}",
-                          params={"params": loaded.params, "catalog": catalog}, source_ref=source_ref,
+                          params={"params": loaded.params, "catalog": catalog, "code": code}, source_ref=source_ref,
                           merge_into=merge_into, tag=tag, delete_branch=delete_branch)
 
 

@@ -40,6 +40,7 @@ class Promotion:
     run_id: str
     registered: bool  # False: this run was registered before (a no-op)
     tagged: bool  # False: the tag was there, at this commit
+    alias_moved_from: str | None = None  # the version the alias pointed at before, when it moved
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,10 +60,12 @@ def promote(mlflow_client: MlflowClient, lakefs_for: Any, *, run_id: str, tag: s
     """See the module doc. `lakefs_for(repository)` gives the lakeFS client of the run's repository."""
     check_names(model_name, alias, tag)
     lineage = read_run_lineage(mlflow_client, run_id)
+    _check_trained(mlflow_client, run_id)
     lakefs: LakeFS = lakefs_for(lineage.lakefs_repository)
     commit = lakefs.resolve(lineage.lakefs_commit)  # the commit still exists
     existing_tag = lakefs.check_tag(tag, commit)  # a tag at another commit is refused here
     model = _registered(mlflow_client, model_name, run_id)
+    moved_from = _alias_target(mlflow_client, model_name, alias)
 
     tagged = existing_tag is None
     lakefs.tag(tag, commit)
@@ -71,25 +74,55 @@ def promote(mlflow_client: MlflowClient, lakefs_for: Any, *, run_id: str, tag: s
         model = _register(mlflow_client, model_name, run_id)
     promoted = DataLineage.from_dict({**lineage.to_dict(), "lakefs_tag": tag})
     copy_to_model_version(mlflow_client, model, promoted)
-    if alias:
+    if alias and moved_from != str(model.version):
+        if moved_from is not None:
+            log.info("promote: alias %s of %s moves from version %s to %s", alias, model_name, moved_from,
+                     model.version)
         mlflow_client.set_registered_model_alias(model_name, alias, model.version)
     mlflow_client.set_tag(run_id, "mlv.promoted", f"{model_name}/{model.version} tag {tag}")
     experiment = mlflow_client.get_experiment(mlflow_client.get_run(run_id).info.experiment_id).name
     write_artifacts(mlflow_client, run_id, promoted, experiment=experiment, model=model_name,
-                    model_version=str(model.version), alias=alias, lakefs_ui=lakefs_ui)
+                    model_version=str(model.version), alias=alias,
+                    lakefs_ui=lakefs_ui.format(repo=lineage.lakefs_repository) if lakefs_ui else None)
     log.info("promote: %s version %s%s, lakeFS tag %s -> %s", model_name, model.version,
              f" (@{alias})" if alias else "", tag, commit[:12])
     return Promotion(model_name, str(model.version), alias, tag, lineage.lakefs_repository, commit, run_id,
-                     registered, tagged)
+                     registered, tagged, moved_from if alias and moved_from != str(model.version) else None)
+
+
+def _check_trained(mlflow_client: MlflowClient, run_id: str) -> None:
+    """The run finished and logged a model: otherwise nothing is tagged or registered."""
+    run = mlflow_client.get_run(run_id)
+    if run.info.status != "FINISHED":
+        raise InvalidInputError(f"MLflow run {run_id!r} is {run.info.status}, not FINISHED: promote a run whose "
+                                "training finished (rerun jobs/train.py)")
+    if run.outputs and run.outputs.model_outputs:  # a model logged as an MLflow 3 LoggedModel
+        return
+    if not any(a.path == "model/MLmodel" for a in mlflow_client.list_artifacts(run_id, "model")):
+        raise InvalidInputError(f"MLflow run {run_id!r} logged no model: promote a run of jobs/train.py")
 
 
 def _registered(mlflow_client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
-    """The version of model `name` registered from this run, if any."""
+    """The version of model `name` registered from this run, if any (an outage is not 'none')."""
     try:
         found = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
     return sorted(found, key=lambda v: int(v.version))[0] if found else None
+
+
+def _alias_target(mlflow_client: MlflowClient, name: str, alias: str | None) -> str | None:
+    """The version `alias` points at today, if it exists."""
+    if not alias:
+        return None
+    try:
+        return str(mlflow_client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
 
 
 def _register(mlflow_client: MlflowClient, name: str, run_id: str) -> ModelVersion:

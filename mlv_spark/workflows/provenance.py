@@ -37,11 +37,6 @@ def git_state(directory: str | Path) -> GitState:
         return GitState("content-sha256:" + digest.hexdigest()[:16], False, False)
 
 
-def feature_repo_commit(repo_root: str | Path) -> str:
-    """The Git commit of a Feast repo, `-dirty` when it has uncommitted changes (or a content hash)."""
-    return str(git_state(repo_root))
-
-
 def require_committed(directory: str | Path, *, allow_dirty: bool = False, what: str = "the feature repo") -> GitState:
     """The Git state of `directory`; an InvalidInputError when it has uncommitted changes (a lineage
     naming its commit would not describe the definitions that ran), unless `allow_dirty`."""

@@ -2,17 +2,20 @@
 identical — or say exactly what differs.
 
 From the model version (its lineage tags, else its run's lineage.json): the lakeFS tag must
-still resolve to the logged commit and the commit must exist; the Feast repo is checked out at
-its logged Git commit in a temporary worktree; every logged split is rebuilt at the commit and
+still resolve to the logged commit and the commit must exist; the Feast repo is exported as of
+its logged Git commit in a temporary directory; every logged split is rebuilt at the commit and
 its content fingerprint and row count compared, and the feature schema hash. Differences are
 named by kind: `moved tag`, `missing commit`, `changed definitions`, `schema drift`,
-`different rows` (which split, how many rows).
+`different rows` (which split, how many rows), `missing data` (an object removed by GC).
 """
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
@@ -103,7 +106,7 @@ def check_refs(lakefs: LakeFS, lineage: DataLineage, tag: str | None) -> list[Di
 
 @contextmanager
 def feature_repo_at(lineage: DataLineage, code_root: Path) -> Iterator[tuple[Path | None, list[Difference], list[str]]]:
-    """The Feast repo as it was at training time: a worktree of the code repository at the logged
+    """The Feast repo as it was at training time: the files of the code repository at the logged
     commit; a repo outside Git only if its files are unchanged."""
     logged = lineage.feast_repo_commit
     notes: list[str] = []
@@ -129,14 +132,29 @@ def feature_repo_at(lineage: DataLineage, code_root: Path) -> Iterator[tuple[Pat
                                                        f"{top}; fetch it and reproduce again")], notes
         return
     folder = Path(tempfile.mkdtemp(prefix="mlv-reproduce-"))
-    tree = folder / "tree"
     try:
-        subprocess.run(["git", "-C", str(top), "worktree", "add", "--detach", str(tree), logged],
-                       capture_output=True, text=True, check=True)
-        yield tree / inside, [], notes
+        problem = _export(top, logged, inside, folder)
+        if problem:
+            yield None, [Difference("changed definitions", problem)], notes
+        else:
+            yield folder / inside, [], notes
     finally:
-        subprocess.run(["git", "-C", str(top), "worktree", "remove", "--force", str(tree)], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _export(top: Path, commit: str, inside: Path, folder: Path) -> str | None:
+    """The files of `inside` at `commit` under `folder` (`git archive`: no worktree, nothing left in
+    the repository); what went wrong, if anything."""
+    spec = "." if str(inside) in ("", ".") else inside.as_posix()
+    archive = subprocess.run(["git", "-C", str(top), "archive", "--format=tar", commit, "--", spec],
+                             capture_output=True)
+    if archive.returncode != 0:
+        reason = archive.stderr.decode(errors="replace").strip().splitlines()
+        return (f"the feature repo {spec!r} cannot be read at Git commit {commit[:12]} of {top}: "
+                f"{reason[-1] if reason else 'git archive failed'}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return None
 
 
 def _git_toplevel(path: Path) -> Path | None:
@@ -156,10 +174,25 @@ def rebuild(spark: Any, tables: Any, lakefs: LakeFS, lineage: DataLineage, featu
         ref=lineage.lakefs_commit, split_version=lineage.split_version, splits=tuple(lineage.splits),
         labels=tuple(lineage.label_columns), full_feature_names=lineage.full_feature_names)
     try:
-        computed = compute_training_set(spark, tables, lakefs, request, lineage.lakefs_commit, verify_split_version=False)
+        _compare(spark, tables, lakefs, lineage, request, report)
     except (FeatureDefinitionError, SplitVersionError, InvalidInputError) as exc:
         report.differences.append(Difference("changed definitions", f"the training set cannot be built as logged: {exc}"))
-        return
+    except Exception as exc:  # noqa: BLE001 - only a gone object is a finding; anything else is re-raised
+        if not _GONE.search(str(exc)):
+            raise
+        report.differences.append(Difference(
+            "missing data", f"an object of commit {lineage.lakefs_commit[:12]} is gone from the storage "
+            f"({_GONE.search(str(exc)).group(0)}): garbage collection or retention removed it; `jobs/doctor.py` "
+            "warns about such tags before it happens"))
+
+
+#: How a removed object surfaces through lakeFS's S3 gateway and Hadoop's S3A reader.
+_GONE = re.compile(r"FileNotFoundException[^\n]{0,200}|Status Code: 410[^\n]{0,80}|\b410 Gone\b|NoSuchKey")
+
+
+def _compare(spark: Any, tables: Any, lakefs: LakeFS, lineage: DataLineage, request: TrainingSetRequest,
+             report: Reproduction) -> None:
+    computed = compute_training_set(spark, tables, lakefs, request, lineage.lakefs_commit, verify_split_version=False)
     registry = SplitRegistry(tables, lineage.lakefs_commit)
     try:  # the per-split comparison below says where the rows differ
         registry.verify(lineage.split_version, registry.require(lineage.split_version)[1])

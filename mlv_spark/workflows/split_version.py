@@ -20,14 +20,14 @@ import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlv_spark import lifecycle
 from mlv_spark.catalogs import Tables
-from mlv_spark.errors import InvalidInputError, MergeConflictError, data_errors
+from mlv_spark.errors import InvalidInputError, MergeConflictError, SplitVersionError, data_errors
 from mlv_spark.fingerprint import content_fingerprint
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.log import get_logger
@@ -48,7 +48,7 @@ from mlv_spark.workflows.publish import put_manifest
 from mlv_spark.workflows.registry import SplitRegistry
 
 log = get_logger(__name__)
-NAMESPACE_PREFIX = "ml_datasets/"
+
 #: How often a split version is published again when its target changed under the merge.
 MERGE_ATTEMPTS = 3
 StorageReport = Literal["estimate", "measured"]
@@ -68,12 +68,15 @@ class SplitReport:
     storage: StorageReport | None = None
     merge_commit: str | None = None
     lifecycle: dict | None = None
+    target: str | None = None
+    tag: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
 
     def render(self, max_strata: int = 20) -> str:
-        lines = [f"split version {self.version} on {self.branch}" + (" (already exists: no-op)" if self.noop else "")]
+        where = f"merged into {self.target} from {self.branch}" if self.target and self.merge_commit else f"on {self.branch}"
+        lines = [f"split version {self.version} {where}" + (" (already exists: no-op)" if self.noop else "")]
         lines.append(f"  source commit {self.source_commit}")
         if self.commit:
             lines.append(f"  commit        {self.commit}")
@@ -111,7 +114,7 @@ def compute_split_version(
     merge_into: str | None = None,
     tag: str | None = None,
     delete_branch: bool = False,
-    feature_table: str | None = None,
+    feature_tables: Sequence[str] = (),
     storage_report: StorageReport | None = None,
 ) -> SplitReport:
     """Compute split version `version` and publish it through an experiment branch (see the
@@ -120,7 +123,7 @@ def compute_split_version(
     version.validate()
     experiment = experiment or "splits-" + re.sub(r"[^-\w]", "-", version.name)
     target = merge_into or version.source_ref
-    owner_params = {"definition": {**version.definition(), "key_types": None}, "feature_table": feature_table,
+    owner_params = {"definition": {**version.definition(), "key_types": None}, "feature_tables": list(feature_tables),
                     "storage_report": storage_report, "catalog": tables.catalog.type_name}
     source_commit = lakefs.resolve(version.source_ref)
     prepared: _Prepared | None = None
@@ -131,17 +134,26 @@ def compute_split_version(
             if plan.needs_write:
                 existing = _existing(tables, lakefs, target, version, source_commit)
                 if existing is not None:
+                    if tag:
+                        log.warning("splits: tag %s not created: %s already holds version %s (published before)",
+                                    tag, target, version.name)
                     return existing
                 prepared = prepared or _prepare(spark, tables, version, source_commit,
                                                 SplitRegistry(tables, lakefs.resolve(target)))
-            report = SplitReport(version.name, plan.branch, None, source_commit, False)
+                if storage_report == "measured":
+                    _check_measurable(tables, feature_tables, prepared)
+            report = SplitReport(version.name, plan.branch, None, source_commit, False, target=merge_into)
             try:
                 result = lifecycle.run(
                     lakefs, plan,
-                    lambda branch: _write(spark, tables, lakefs, branch, prepared, report, feature_table, storage_report),
+                    lambda branch: _write(spark, tables, lakefs, branch, prepared, report, feature_tables, storage_report),
                     message=f"split version {version.name}", metadata=_commit_metadata(prepared or version, source_commit))
             except MergeConflictError:
-                existing = _existing(tables, lakefs, target, version, source_commit, concurrent=True)
+                try:
+                    existing = _existing(tables, lakefs, target, version, source_commit, concurrent=True)
+                except SplitVersionError:  # published meanwhile with another definition: ours is not needed
+                    lakefs.delete_branch(plan.branch)
+                    raise
                 if existing is not None:  # the same version was published meanwhile, with the same definition
                     if lakefs.branch_exists(plan.branch):
                         lakefs.delete_branch(plan.branch)
@@ -151,6 +163,7 @@ def compute_split_version(
                 lakefs.delete_branch(plan.branch)
                 continue
             report.commit, report.merge_commit = result.commit, result.merge_commit
+            report.tag = result.tag if result.merge_commit else None
             report.lifecycle = json.loads(result.to_json())
             report.noop = "merge" in result.resumed  # this same run had finished before
             if not report.totals:  # resumed: the counts come from what was published
@@ -232,7 +245,7 @@ def _prepare(spark: SparkSession, tables: Tables, version: SplitVersion, source_
 
 
 def _write(spark: SparkSession, tables: Tables, lakefs: LakeFS, branch: str, prepared: _Prepared | None,
-           report: SplitReport, feature_table: str | None, storage_report: StorageReport | None) -> dict:
+           report: SplitReport, feature_tables: Sequence[str], storage_report: StorageReport | None) -> dict:
     """Index rows, registry row and report on the branch (the lifecycle commits them)."""
     assert prepared is not None  # the lifecycle writes only when nothing was committed yet
     version = prepared.version
@@ -249,12 +262,13 @@ def _write(spark: SparkSession, tables: Tables, lakefs: LakeFS, branch: str, pre
         report.storage = storage_report
         report.index_bytes = sum(c.size_bytes or 0 for c in lakefs.uncommitted(branch, prefix="ml_datasets/splits/")
                                  if c.type == "added")
-        features = tables.read(feature_table, prepared.source_commit) if feature_table else prepared.source
-        report.copies_bytes = (
-            _measure_copies(lakefs, branch, features, prepared.index, list(version.params.entity_key))
+        names = list(feature_tables) or [version.source_table]
+        report.copies_bytes = sum(
+            _measure_copies(lakefs, branch, tables.read(name, prepared.source_commit), prepared.index,
+                            list(version.params.entity_key))
             if storage_report == "measured"
-            else _estimate_copies(tables, feature_table or version.source_table, prepared.source_commit, prepared.totals)
-        )
+            else _estimate_copies(tables, name, prepared.source_commit, prepared.totals)
+            for name in names)
     put_manifest(lakefs, branch, f"ml_datasets/_reports/splits/{version.name}.json", json.loads(report.to_json()))
     return {"split_version": version.name, "rows": sum(prepared.totals.values()), "totals": prepared.totals}
 
@@ -267,6 +281,17 @@ def _commit_metadata(prepared: _Prepared | SplitVersion, source_commit: str) -> 
             f"param.{k}": (json.dumps(v, separators=(",", ":")) if not isinstance(v, str) else v)
             for k, v in version.definition().items()},
     }
+
+
+def _check_measurable(tables: Tables, feature_tables: Sequence[str], prepared: _Prepared) -> None:
+    """Measured copies join each feature table to the index on the entity key: it must have it."""
+    keys = list(prepared.version.params.entity_key)
+    for name in feature_tables:
+        columns = tables.read(name, prepared.source_commit).columns
+        if not set(keys) <= set(columns):
+            raise InvalidInputError(
+                f"--storage-report measured copies {name} per split by the entity key {keys}, which it lacks "
+                f"(it has {columns}); use --storage-report estimate for tables keyed otherwise")
 
 
 def _estimate_copies(tables: Tables, feature_table: str, commit: str, totals: dict[str, int]) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.models import infer_signature
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
@@ -109,15 +110,16 @@ def train_model(spark: SparkSession, tables: Tables, lakefs: LakeFS, request: Tr
                 mlflow.spark.log_model(result.model, "model", signature=infer_signature(sample, predictions),
                                        input_example=sample.head(3), pip_requirements=model_requirements())
             seconds["model_logging"] = round(time.monotonic() - mark, 3)
-            status = "FINISHED"
+            seconds["total"] = round(time.monotonic() - started, 3)
+            tracking.log_batch(run_id, metrics=[
+                Metric(key, value, int(time.time() * 1000), 0) for key, value in (
+                    ("mlv.lineage_seconds", seconds["lineage_record"] + seconds["lineage_logging"]),
+                    ("mlv.training_set_seconds", seconds["training_set"]), ("mlv.job_seconds", seconds["total"]))])
+            status = "FINISHED"  # the run is complete before it is marked so
         finally:
             tracking.set_terminated(run_id, status=status)
     finally:
         data.unpersist()
-    seconds["total"] = round(time.monotonic() - started, 3)
-    tracking.log_metric(run_id, "mlv.lineage_seconds", seconds["lineage_record"] + seconds["lineage_logging"])
-    tracking.log_metric(run_id, "mlv.training_set_seconds", seconds["training_set"])
-    tracking.log_metric(run_id, "mlv.job_seconds", seconds["total"])
     log.info("train: run %s, %s, in %.1fs (lineage %.2fs)", run_id,
              ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()), seconds["total"],
              seconds["lineage_record"] + seconds["lineage_logging"])

@@ -210,12 +210,24 @@ class Output:
         return self.location.s3a if self.location is not None else self.given
 
 
+def check_location(location: LakeFSLocation, lakefs: LakeFS) -> None:
+    """A lakeFS output names a path (not a ref's root) in this repository."""
+    if location.repository != lakefs.repository:
+        raise InvalidInputError(
+            f"output {location.uri!r} is in repository {location.repository!r}, not {lakefs.repository!r}; "
+            f"write to lakefs://{lakefs.repository}/<branch>/<path>")
+    if not location.path:
+        raise InvalidInputError(f"output {location.uri!r} is the root of {location.ref}; name a path, e.g. "
+                                f"{location.child('training_sets/my_set').uri}")
+
+
 def check_output(spark: SparkSession, lakefs: LakeFS, output: str, *, overwrite: bool,
-                 source_paths: Sequence[str] = ()) -> Output:
+                 source_paths: Sequence[str] = (), identity: dict[str, Any] | None = None) -> Output:
     """The output, checked before anything is written: a lakeFS location must be a path (not a
     ref's root) on a branch of this repository, outside the split index and every source of the
     request, and not inside or around another training set; an existing output is replaced only
-    with `overwrite`, and only when it is a training set itself."""
+    with `overwrite`, and only when it is a training set itself — on lakeFS only by the same one
+    (`identity`: commit, split version, splits, labels, features): published ones are immutable."""
     location = LakeFSLocation.parse(output)
     if location is None:
         if path_exists(spark, output):
@@ -225,12 +237,7 @@ def check_output(spark: SparkSession, lakefs: LakeFS, output: str, *, overwrite:
                 raise InvalidInputError(
                     f"output {output!r} exists and is not a training set (no {MANIFEST}); refusing to replace it")
         return Output(output, None)
-    if location.repository != lakefs.repository:
-        raise InvalidInputError(
-            f"output {output!r} is in repository {location.repository!r}, not {lakefs.repository!r}; "
-            f"write to lakefs://{lakefs.repository}/<branch>/<path>")
-    if not location.path:
-        raise InvalidInputError(f"output {output!r} is the root of {location.ref}; name a path, e.g. {location.child('training_sets/my_set').uri}")
+    check_location(location, lakefs)
     lakefs.require_branch(location.ref)
     for reserved in (*RESERVED_PREFIXES, *source_paths):
         if location.overlaps(reserved):
@@ -253,6 +260,16 @@ def check_output(spark: SparkSession, lakefs: LakeFS, output: str, *, overwrite:
             raise InvalidInputError(f"output {output!r} contains another training set at {nested[0]!r}; choose another path")
         if not overwrite:
             raise InvalidInputError(f"output {output!r} already exists; choose another location or pass --overwrite")
+        if identity is not None:  # a published training set is immutable: only the same one may replace it
+            published = json.loads(lakefs.read_object(location.ref, own)).get("lineage", {})
+            theirs = {"lakefs_commit": published.get("lakefs_commit"), "split_version": published.get("split_version"),
+                      "splits": sorted(published.get("splits", {})), "labels": list(published.get("label_columns", [])),
+                      "features": list(published.get("feature_refs", []))}
+            differing = sorted(k for k in identity if identity[k] != theirs[k])
+            if differing:
+                raise InvalidInputError(
+                    f"output {output!r} holds a published training set of other data ({', '.join(differing)} differ); "
+                    "published training sets are immutable: write this one to a new path")
     return Output(output, location)
 
 
@@ -272,12 +289,24 @@ def build_training_set(
     """Compute, write and fingerprint one training set; returns its manifest (see the module doc)."""
     if output_format not in ("parquet", "delta"):
         raise InvalidInputError(f"output format {output_format!r} is not supported; use parquet or delta")
+    location = LakeFSLocation.parse(output)
+    if location is not None:
+        check_location(location, lakefs)
     commit = commit or lakefs.resolve(request.ref)
     kind = lakefs.ref_kind(request.ref)
     started = time.monotonic()
     computed = compute_training_set(spark, tables, lakefs, request, commit)  # lazy: nothing runs or is written
-    destination = check_output(spark, lakefs, output, overwrite=overwrite,
-                               source_paths=_source_paths(tables, computed.requested, lakefs.repository))
+    identity = {"lakefs_commit": commit, "split_version": request.split_version, "splits": sorted(request.splits),
+                "labels": list(request.labels), "features": computed.feature_refs}
+    plan = None
+    if location is not None:
+        plan = lifecycle.plan(
+            lakefs, experiment=experiment or _experiment_name(location.path), owner="training_set",
+            params={**identity, "path": location.path, "format": output_format},
+            source_ref=location.ref, merge_into=location.ref, delete_branch=True)
+    if plan is None or plan.needs_write:  # a rerun that finds its work committed or merged checks nothing again
+        check_output(spark, lakefs, output, overwrite=overwrite, identity=identity,
+                     source_paths=_source_paths(tables, computed.requested, lakefs.repository))
     code_root = code_root or Path(__file__).resolve().parents[2]
 
     def manifest_of(written: DataFrame) -> TrainingSetManifest:
@@ -285,13 +314,13 @@ def build_training_set(
         lineage = lineage_of(computed, fp, tables, lakefs, code_root=code_root, ref_kind=kind).validate()
         return TrainingSetManifest(output, output_format, fp.digest, fp.row_count, lineage)
 
-    location = destination.location
-    if location is None:
-        computed.df.write.format(output_format).mode("overwrite").save(destination.target)
-        manifest = manifest_of(spark.read.format(output_format).load(destination.target))
-        if "://" not in destination.target:
-            Path(destination.target, MANIFEST).write_text(manifest.to_json())
+    if plan is None:
+        computed.df.write.format(output_format).mode("overwrite").save(output)
+        manifest = manifest_of(spark.read.format(output_format).load(output))
+        if "://" not in output:
+            Path(output, MANIFEST).write_text(manifest.to_json())
     else:
+        assert location is not None  # a plan exists only for a lakeFS location
         built: list[TrainingSetManifest] = []
 
         def write(branch: str) -> dict:
@@ -301,12 +330,6 @@ def build_training_set(
             put_manifest(lakefs, branch, f"{location.path}/{MANIFEST}", built[0].to_dict())
             return {"path": location.path, "rows": built[0].row_count, "fingerprint": built[0].fingerprint}
 
-        plan = lifecycle.plan(
-            lakefs, experiment=experiment or _experiment_name(location.path), owner="training_set",
-            params={"path": location.path, "commit": commit, "split_version": request.split_version,
-                    "splits": list(request.splits), "labels": list(request.labels), "features": computed.feature_refs,
-                    "format": output_format},
-            source_ref=location.ref, merge_into=location.ref, delete_branch=True)
         result = lifecycle.run(lakefs, plan, write, message=f"training set {location.path}", metadata={
             "mlv.kind": "training_set", "lakefs_commit": commit, "split_version": request.split_version,
             "splits": ",".join(request.splits), "feast_feature_service": request.feature_service})

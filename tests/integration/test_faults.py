@@ -115,3 +115,66 @@ def test_mlflow_stopped_before_the_lineage_is_logged_leaves_no_run_and_a_rerun_c
     runs = tracking.search_runs([tracking.get_experiment_by_name(experiment).experiment_id])
     assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["data/lakefs_commit"] == lk.resolve("main")
+
+
+def _executors(root: int) -> list[int]:
+    """The executor JVMs below process `root` (local-cluster launches them as its children)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, stack = [], [root]
+    while stack:
+        for pid in children.get(stack.pop(), []):
+            stack.append(pid)
+            try:
+                if b"CoarseGrainedExecutorBackend" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue
+    return found
+
+
+def test_an_executor_killed_mid_write_is_survived_on_a_local_cluster(private):
+    """Separate executor JVMs (local-cluster): one is SIGKILLed while the pipeline writes. Spark
+    reruns its tasks elsewhere; the job finishes (or fails cleanly), `main` moves only by the merge,
+    and a rerun converges."""
+    env, _, lk, _ = private
+    env = {**env, "MLV_SPARK_MASTER": "local-cluster[2,1,1024]"}
+    before = lk.resolve("main")
+    args = ["--repository", REPO, "--pipeline", "fraud_features", "--param", "amount_transform=log1p",
+            "--experiment", "executor-lost", "--merge-into", "main", "--tag", "fe-executor-lost", "--delete-branch"]
+    command = [str(REPO_ROOT / "spark-submit.sh"), "--conf", "spark.executor.memory=512m", "jobs/feature_pipeline.py",
+               *args]
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines, killed = [], None
+    for line in proc.stdout:
+        lines.append(line)
+        if killed is None and "lifecycle: open exp-executor-lost" in line:
+            executors = []
+            for _ in range(100):
+                executors = _executors(proc.pid)
+                if len(executors) == 2:
+                    break
+                time.sleep(0.1)
+            assert len(executors) == 2, "local-cluster[2,1,1024] runs two executor JVMs"
+            time.sleep(2)  # into the write: the pipeline's first stages are running
+            os.kill(executors[0], 9)
+            killed = executors[0]
+    output = "".join(lines) + proc.communicate(timeout=900)[0]
+    assert killed is not None, output[-3000:]
+    assert proc.returncode in (0, 2), output[-3000:]
+    if proc.returncode == 2:
+        one_error(output)
+        assert lk.resolve("main") == before, "a failed run never moves main"
+        rerun = run_job("feature_pipeline", *args, env=env)
+        assert rerun.returncode == 0, rerun.output[-3000:]
+        output = rerun.stdout
+    summary = json.loads(output.strip().splitlines()[-1])
+    assert lk.resolve("main") == lk.resolve("fe-executor-lost") == summary["merge_commit"]
+    assert lk.get_commit(summary["merge_commit"]).parents[0] == before and not lk.branch_exists("exp-executor-lost")
+    assert summary["written"]["tables"]["features.user_txn_stats"] > 0

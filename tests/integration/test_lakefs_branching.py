@@ -131,6 +131,8 @@ def test_only_a_404_means_not_found_an_outage_or_bad_credentials_are_said_as_suc
     from mlv_spark.errors import LakeFSAuthError, ServiceUnavailableError
 
     assert lakefs_repo.ref_kind("main") == "branch"
+    lakefs_repo.commit("main", "a second commit", {}, allow_empty=True)
+    assert lakefs_repo.ref_kind("main~1") == "commit", "an expression names a commit, not an invalid branch"
     with pytest.raises(RefNotFoundError, match="no-such-ref does not exist"):
         lakefs_repo.ref_kind("no-such-ref")
     down = LakeFS(replace(settings.lakefs, endpoint=f"http://127.0.0.1:{free_port()}"), lakefs_repo.repository)

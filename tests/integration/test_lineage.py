@@ -117,6 +117,9 @@ def test_train_promote_reproduce_and_what_breaks_reproduction(spark, settings, l
                 "data/train_samples", "data/feature_schema_hash"):
         assert version.tags[key] == p[key], key
     assert version.tags["data/lakefs_tag"] == "model-test-1-data" and "mlv.lineage" in version.tags
+    with tempfile.TemporaryDirectory() as folder:  # the card links the lakeFS UI page of the run's repository
+        card = Path(tracking.download_artifacts(run_id, "lineage/lineage_card.html", folder)).read_text()
+    assert f"/repositories/{lk.repository}/objects?ref=model-test-1-data" in card and "{repo}" not in card
     again = job("promote", "--run-id", run_id, "--tag", "model-test-1-data", "--model-name", MODEL, "--alias", "champion")
     assert again.returncode == 0 and not one_json(again)["registered"] and not one_json(again)["tagged"]
     assert len(tracking.search_model_versions(f"name = '{MODEL}'")) == 1, "promoting the same run twice is a no-op"
@@ -160,11 +163,17 @@ def test_train_promote_reproduce_and_what_breaks_reproduction(spark, settings, l
     assert "different rows [train]:" in rows.stdout and "(-5)" in rows.stdout
     assert "different rows [val]:" in rows.stdout and "(+5)" in rows.stdout
 
+    # a run that never finished (its lineage logged, the training cut off): not promotable
+    unfinished = tracking.create_run(run.info.experiment_id, tags={"mlv.kind": "training"}).info.run_id
+    with tempfile.TemporaryDirectory() as folder:
+        tracking.log_artifact(unfinished, tracking.download_artifacts(run_id, "lineage/lineage.json", folder), "lineage")
+
     # bad input: one error line, exit 2, nothing changed in lakeFS or MLflow
     before = (state(lk), len(tracking.search_model_versions(f"name = '{MODEL}'")),
               len(tracking.search_runs([run.info.experiment_id])))
     for name, args, message in (
         ("promote", ["--run-id", "0" * 32, "--tag", "t-x", "--model-name", MODEL], "not found"),
+        ("promote", ["--run-id", unfinished, "--tag", "t-x", "--model-name", MODEL], "is RUNNING, not FINISHED"),
         ("promote", ["--run-id", run_id, "--tag", "feature-eng-v1", "--model-name", MODEL], "tags are never moved"),
         ("promote", ["--run-id", run_id, "--tag", "a/b", "--model-name", MODEL], "invalid tag name 'a/b'"),
         ("promote", ["--run-id", run_id, "--tag", "t-y", "--model-name", MODEL, "--alias", "v3"], "--alias 'v3'"),

@@ -59,24 +59,32 @@ def test_two_runs_of_one_new_split_version_at_once_leave_exactly_one_copy(spark,
         return subprocess.Popen([str(REPO_ROOT / "spark-submit.sh"), "jobs/compute_splits.py", *args], cwd=REPO_ROOT,
                                 env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    for version, seeds in (("v_race", ("1", "2")), ("v_same", ("3", "3"))):
-        procs = [launch(*splits_args(lk, version, seed=seed)) for seed in seeds]
+    # the same new version under one name, other parameters: one wins, the other is refused;
+    # the same parameters: one copy whoever finishes; two versions at once: both published
+    for versions, seeds in ((("v_race", "v_race"), ("1", "2")), (("v_same", "v_same"), ("3", "3")),
+                            (("v_a", "v_b"), ("4", "5"))):
+        procs = [launch(*splits_args(lk, version, seed=seed)) for version, seed in zip(versions, seeds)]
         outputs = [p.communicate(timeout=600)[0] for p in procs]
         codes = [p.returncode for p in procs]
-        assert 0 in codes, outputs
         for code, output in zip(codes, outputs):
             assert code in (0, 2) and "Traceback" not in output, output[-2000:]
             if code == 2:  # the loser says why, in one line
                 errors = [line for line in output.splitlines() if line.startswith("error:")]
-                assert len(errors) == 1 and version in errors[0] or "exp-splits-" in errors[0], errors
-        if seeds[0] != seeds[1]:
+                assert len(errors) == 1, output[-2000:]
+                assert versions[0] in errors[0] or "another run is working on branch" in errors[0], errors
+        if versions[0] != versions[1]:
+            assert codes == [0, 0], outputs  # the second merge conflicted and was published again on the new head
+        elif seeds[0] != seeds[1]:
             assert sorted(codes) == [0, 2], "two different versions under one name: one wins, the other is refused"
-        registry = tables.read(VERSIONS_TABLE, "main").where(f"split_version = '{version}'")
-        assert registry.count() == 1
-        index = tables.read(SPLITS_TABLE, "main").where(f"split_version = '{version}'")
-        assert index.count() == index.select("entity_key").distinct().count() == 200, "exactly one copy"
-        seed = int(registry.first()["params_json"].split('"seed":')[1].split(",")[0])
-        assert index.select("split_seed").distinct().collect()[0][0] == seed
+        else:
+            assert 0 in codes, outputs
+        for version in set(versions):
+            registry = tables.read(VERSIONS_TABLE, "main").where(f"split_version = '{version}'")
+            assert registry.count() == 1
+            index = tables.read(SPLITS_TABLE, "main").where(f"split_version = '{version}'")
+            assert index.count() == index.select("entity_key").distinct().count() == 200, "exactly one copy"
+            seed = int(registry.first()["params_json"].split('"seed":')[1].split(",")[0])
+            assert index.select("split_seed").distinct().collect()[0][0] == seed
     assert set(lk.branches()) == {"main"}
 
 
@@ -141,7 +149,9 @@ def test_bad_input_over_every_job_is_one_error_line_and_changes_nothing(settings
         ("build_training_set", [*training, "--feature-repo", feature_repo, "--output", str(tmp_path / "o"),
                                 "--format", "csv"], {}, "invalid choice: 'csv'"),
         ("build_training_set", [*training, "--feature-repo", feature_repo, "--output", "lakefs://other-repo/main/x"], {},
-         "no split versions"),
+         "is in repository 'other-repo'"),
+        ("build_training_set", [*training, "--feature-repo", feature_repo, "--output", f"lakefs://{lk.repository}/main/"],
+         {}, "is the root of main"),
         # train, promote, reproduce, lineage
         ("train", [*training, "--feature-repo", feature_repo], {}, "exactly one --label"),
         ("train", [*training, "--feature-repo", feature_repo, "--label", "label", "--trainer", "nope"], {}, "--trainer 'nope'"),
@@ -153,7 +163,8 @@ def test_bad_input_over_every_job_is_one_error_line_and_changes_nothing(settings
         ("lineage", ["--run-id", "f" * 32], {}, "not found"),
         # pipelines, hygiene, doctor
         ("feature_pipeline", [*repo, "--pipeline", "fraud_features"], {}, "do not exist at main"),
-        ("cleanup_branches", [*repo, "--older-than-days", "-1"], {}, "--older-than-days -1.0 must be >= 0"),
+        ("cleanup_branches", [*repo, "--older-than-days", "-1"], {}, "--older-than-days -1.0 must be a number of days >= 0"),
+        ("cleanup_branches", [*repo, "--older-than-days", "nan"], {}, "--older-than-days nan must be a number of days"),
         ("doctor", [*repo, "--ref", "no-such-ref"], {}, "no-such-ref does not exist"),
         ("demo", [*repo, "--users", "0"], {}, "--users 0"),
         # environment: unreachable services, wrong credentials, bad settings, missing jars
@@ -212,3 +223,41 @@ def test_the_doctor_guards_the_data_of_promoted_models_against_garbage_collectio
     assert "14 day(s)" in found[0]["explanation"]  # main's rule: main replaced the object and f"retain-{tag}" in found[0]["fix"]
     lk.create_branch(f"retain-{tag}", commit)  # the fix: a branch at the commit pins its objects
     assert retention() == []
+
+
+def test_a_live_run_holds_its_branch_and_a_dead_ones_lease_is_taken_over(events_repo, settings):
+    """Two runs of the same work must not write one branch at once: the lease on the branch."""
+    import socket
+    import sys
+
+    from mlv_spark import lifecycle
+    from mlv_spark.lifecycle.lease import LEASE_PATH, BranchBusy
+
+    lk = events_repo.lakefs
+
+    def write(branch):
+        lk.put_object(branch, f"leased/{branch}.txt", branch.encode())
+        return {f"leased/{branch}.txt": 1}
+
+    plan = lifecycle.plan(lk, experiment="leased", owner="test", params={"n": 1}, merge_into="main", delete_branch=True)
+    first = lifecycle.run(lk, plan, write, message="one object")  # opens, merges, deletes the branch
+    assert first.branch_deleted
+    lk.create_branch("exp-leased2", "main")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lk.commit("exp-leased2", "open experiment leased2", {"mlv.lifecycle": "open", "mlv.owner": "test",
+                  "mlv.params_hash": lifecycle.params_hash("test", {"n": 2}), "mlv.source_ref": "main",
+                  "mlv.source_commit": lk.resolve("main")}, allow_empty=True)
+        # another run of the same work, alive on this host, holds the branch
+        lk.put_object("exp-leased2", LEASE_PATH, json.dumps({"run": "other", "host": socket.gethostname(),
+                                                              "pid": sleeper.pid, "seen": 0}).encode())
+        plan2 = lifecycle.plan(lk, experiment="leased2", owner="test", params={"n": 2})
+        assert plan2.resume
+        with pytest.raises(BranchBusy, match=f"another run is working on branch 'exp-leased2' .*pid {sleeper.pid}"):
+            lifecycle.run(lk, plan2, write, message="x")
+        assert lk.object_exists("exp-leased2", LEASE_PATH) and not lk.object_exists("exp-leased2", "leased/exp-leased2.txt")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    done = lifecycle.run(lk, plan2, write, message="x")  # the holder is gone: taken over
+    assert done.commit and not lk.object_exists(done.commit, LEASE_PATH), "the lease is never committed"

@@ -159,3 +159,13 @@ def test_missing_jars_or_lakefs_binary_fail_with_the_fix(tmp_path, monkeypatch):
         local_jars(settings)
     with pytest.raises(ServiceUnavailableError, match="make bootstrap"):
         lakefs_binary(settings)
+
+
+def test_only_our_marked_data_checks_become_input_errors():
+    from mlv_spark.errors import DATA_ERROR_PREFIX, data_error
+
+    spark_said = (f"[USER_RAISED_EXCEPTION] {DATA_ERROR_PREFIX}entity_key column 'k' is null in a row; drop or fill "
+                  "those rows SQLSTATE: P0001\n\tat org.apache.spark...")
+    assert str(data_error(RuntimeError(spark_said))) == "entity_key column 'k' is null in a row; drop or fill those rows"
+    assert data_error(RuntimeError("ValueError: InvalidInputError: from some other library")) is None
+    assert data_error(RuntimeError(f"{DATA_ERROR_PREFIX} SQLSTATE: P0001")) is None, "an empty message is no error"

@@ -91,3 +91,46 @@ def test_the_tree_names_every_level():
     for expected in ("lakeFS ml-data @ feature-eng-v2 (tag feature-eng-v2)", COMMIT, "train: 800 rows",
                      "user_txn_stats: txn_count_7d", "features.merchant_risk (delta, version 3)", "labels: is_fraud"):
         assert expected in text
+
+
+def _git(cwd, *args) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_reproduction_reads_the_feature_repo_at_the_logged_commit_without_touching_the_checkout(tmp_path):
+    from mlv_spark.workflows.reproduce import feature_repo_at
+
+    code = tmp_path / "code"
+    (code / "repo").mkdir(parents=True)
+    _git(code, "init", "-q")
+    (code / "repo" / "features.py").write_text("TTL = 1\n")
+    _git(code, "add", ".")
+    _git(code, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    logged = _git(code, "rev-parse", "HEAD")
+    (code / "repo" / "features.py").write_text("TTL = 2\n")  # today's definitions differ
+
+    with feature_repo_at(lineage(feast_repo_path="repo", feast_repo_commit=logged), code) as (repo, found, _):
+        assert found == [] and (repo / "features.py").read_text() == "TTL = 1\n"
+        exported = repo
+    assert not exported.exists(), "the exported tree is removed afterwards"
+    assert _git(code, "worktree", "list").count("\n") == 0, "no worktree is left in the repository"
+
+    with feature_repo_at(lineage(feast_repo_path="gone", feast_repo_commit=logged), code) as (repo, found, _):
+        assert repo is None and [d.kind for d in found] == ["changed definitions"]
+        assert "'gone' cannot be read at Git commit" in found[0].detail
+
+
+def test_split_names_mlflow_would_refuse_in_a_key_are_made_safe_and_kept_in_the_record():
+    record = lineage(splits={"hold-out:2026": SplitLineage("c" * 64, 5)})
+    assert record.to_params()["data/fingerprint.hold-out_2026"] == "c" * 64
+    assert list(DataLineage.from_dict(record.to_dict()).splits) == ["hold-out:2026"]
+
+
+def test_a_tracking_uri_is_printed_without_the_credentials_written_into_it():
+    from mlv_spark.lineage.mlflow import run_url, shown_uri
+
+    assert shown_uri("https://me:s3cret@mlflow.example.com/") == "https://***@mlflow.example.com/"
+    assert shown_uri("http://127.0.0.1:25000") == "http://127.0.0.1:25000"
+    assert "s3cret" not in run_url("https://me:s3cret@mlflow.example.com", "1", "abc")

@@ -573,7 +573,7 @@ def test_hash_method_with_one_row_per_entity_is_one_narrow_pass(events: DataFram
 def test_hash_method_fails_the_action_on_a_null_key(spark: SparkSession) -> None:
     frame = spark.createDataFrame([("a",), (None,)], "k string")
     result = assign_splits(frame, entity_key="k", ratios=RATIOS, seed=1, method="hash", one_row_per_entity=True)
-    with pytest.raises(Exception, match="InvalidInputError: entity_key column 'k' is null"):
+    with pytest.raises(Exception, match="data check failed: entity_key column 'k' is null"):
         result.collect()
 
 
