@@ -4,6 +4,11 @@ A profile is a TOML file `conf/<profile>.toml`. Any scalar `[section] key` can b
 by the environment variable `MLV_<SECTION>_<KEY>` (upper case), e.g. `MLV_LAKEFS_ENDPOINT`.
 Secrets (lakeFS keys) are read from the environment or the profile, never from argv, and are
 kept out of `repr()` so they cannot end up in logs.
+
+The profile is found in MLV_CONF_DIR, the `conf/` beside the package, `./conf`, or the working
+directory (where a cluster's `--files` puts it). Relative paths in it (`[code]`, `[services]`)
+are relative to the folder holding `conf/`, or to the profile's own folder when that is not
+named `conf`.
 """
 
 from __future__ import annotations
@@ -157,7 +162,9 @@ def load_settings(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"profile {path} is not valid TOML: {exc}") from exc
     _apply_env(raw, env)
-    root = directory.parent
+    # relative paths of a profile are relative to the folder holding conf/, or to the profile's own
+    # folder when it is not named conf (a cluster's working directory, where --files puts it)
+    root = directory.parent if directory.name == "conf" else directory
 
     def local_path(value: str) -> Path:
         p = Path(value)

@@ -28,11 +28,16 @@ _PACKAGE_KEYS = {"iceberg": "iceberg-spark-runtime", "delta": "delta-spark", "ha
 
 
 @lru_cache(maxsize=1)
-def pins(root: Path = PACKAGE_ROOT) -> dict:
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: the pinned versions live there (ship it with the job or use --packages)")
-    return tomllib.loads(path.read_text())["tool"]["mlv-spark"]
+def pins(root: Path | None = None) -> dict:
+    """[tool.mlv-spark] of pyproject.toml: beside the package, else in the working directory
+    (where `--files` puts it when the package arrives as a zip on a cluster)."""
+    candidates = [root] if root is not None else [PACKAGE_ROOT, Path.cwd()]
+    for folder in candidates:
+        path = folder / "pyproject.toml"
+        if path.is_file():
+            return tomllib.loads(path.read_text())["tool"]["mlv-spark"]
+    raise ConfigError(f"pyproject.toml not found in {', '.join(map(str, candidates))}: the pinned versions live "
+                      "there (ship it with the job: --files …/pyproject.toml)")
 
 
 def maven_packages(*names: str) -> list[str]:

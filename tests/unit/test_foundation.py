@@ -169,3 +169,32 @@ def test_only_our_marked_data_checks_become_input_errors():
     assert str(data_error(RuntimeError(spark_said))) == "entity_key column 'k' is null in a row; drop or fill those rows"
     assert data_error(RuntimeError("ValueError: InvalidInputError: from some other library")) is None
     assert data_error(RuntimeError(f"{DATA_ERROR_PREFIX} SQLSTATE: P0001")) is None, "an empty message is no error"
+
+
+def test_on_a_cluster_the_package_works_from_its_zip_with_the_files_shipped_beside_it(tmp_path):
+    """spark-submit --py-files mlv_spark.zip --files emr.toml,pyproject.toml: the container's
+    working directory holds the profile and the pins, the package is only in the zip."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    work = tmp_path / "container"
+    work.mkdir()
+    with zipfile.ZipFile(work / "mlv_spark.zip", "w") as z:
+        for path in sorted((REPO / "mlv_spark").rglob("*.py")):
+            z.write(path, path.relative_to(REPO).as_posix())
+    for name in ("conf/emr.toml", "pyproject.toml"):
+        shutil.copy(REPO / name, work / Path(name).name)
+    probe = ("import json, mlv_spark; from mlv_spark.config import load_settings; from mlv_spark.jvm import pins;"
+             "s = load_settings('emr', env={'MLV_PROFILE': 'emr'});"
+             "print(json.dumps([mlv_spark.__file__, str(s.root), [str(p) for p in s.code.pipelines], pins()['scala']]))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=work, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(work / "mlv_spark.zip"), "MLV_CONF_DIR": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    source, root, pipelines, scala = json.loads(done.stdout.strip().splitlines()[-1])
+    assert source.startswith(str(work / "mlv_spark.zip")), "the package came from the zip alone"
+    assert root == str(work.resolve()) and pipelines[0] == str(work.resolve() / "examples" / "pipelines")
+    assert scala == "2.13"

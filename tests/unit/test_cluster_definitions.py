@@ -1,0 +1,242 @@
+"""The cluster job definitions in conf/emr/ (EMR steps) and conf/databricks/ (Jobs API 2.2 payloads)
+agree with the jobs and the pins: one definition per job and platform, arguments each job's own
+parser accepts, Maven coordinates equal to pyproject.toml's [tool.mlv-spark] pins (less what the
+profile says the platform provides), PyPI pins equal to constraints.txt, and no credential in any
+definition. No job runs and no service is contacted: a job's `main` stops right after parsing."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import json
+import re
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from mlv_spark.errors import InvalidInputError
+from mlv_spark.jvm import CATALOG_JAR, SCANS_JAR, maven_packages, pins
+from mlv_spark.session import EXTENSIONS
+
+REPO = Path(__file__).resolve().parents[2]
+PLATFORMS = ("emr", "databricks")
+#: Python packages a platform's runtime brings: Spark's own always; a provided component's, by name.
+CLUSTER_PYTHON_PACKAGES = {"pyspark"}
+PROVIDED_PYTHON_PACKAGES = {"delta": "delta-spark"}
+SECRET_REFERENCE = re.compile(r"\{\{secrets/[\w.-]+/[\w.-]+\}\}")
+
+
+def _has_main(path: Path) -> bool:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
+
+
+JOBS = sorted(p.stem for p in (REPO / "jobs").glob("*.py") if _has_main(p))
+
+
+def definition_path(platform: str, job: str) -> Path:
+    return REPO / "conf" / platform / f"{job}.json"
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+@cache
+def definition(platform: str, job: str) -> dict:
+    """The EMR step (the one item of the file's list) or the Databricks payload's one task,
+    with the payload's name."""
+    path = definition_path(platform, job)
+    document = json.loads(path.read_text())
+    if platform == "emr":
+        assert isinstance(document, list) and len(document) == 1, f"{shown(path)}: expected a list with one step"
+        return document[0]
+    assert len(document["tasks"]) == 1, f"{shown(path)}: expected one task"
+    return {"name": document["name"], **document["tasks"][0]}
+
+
+def emr_option(job: str, flag: str) -> str:
+    """The value after `flag` in the step's spark-submit arguments (the flag must appear once)."""
+    args = definition("emr", job)["Args"]
+    script = emr_script_index(job)
+    positions = [i for i, a in enumerate(args[:script]) if a == flag]
+    assert len(positions) == 1, f"{shown(definition_path('emr', job))}: {flag} given {len(positions)} times"
+    return args[positions[0] + 1]
+
+
+def emr_script_index(job: str) -> int:
+    args = definition("emr", job)["Args"]
+    scripts = [i for i, a in enumerate(args) if a.endswith(".py")]
+    assert scripts, f"{shown(definition_path('emr', job))}: no job script among the arguments"
+    return scripts[0]
+
+
+def job_named(platform: str, job: str) -> str:
+    """The job a definition runs, from its script path (jobs/<job>.py)."""
+    entry = definition(platform, job)
+    script = entry["Args"][emr_script_index(job)] if platform == "emr" else entry["spark_python_task"]["python_file"]
+    match = re.search(r"(?:^|/)jobs/(\w+)\.py$", script)
+    assert match, f"{shown(definition_path(platform, job))}: {script!r} is not a jobs/<job>.py path"
+    return match.group(1)
+
+
+def job_arguments(platform: str, job: str) -> list[str]:
+    """The arguments the definition passes to the job."""
+    if platform == "emr":
+        return definition("emr", job)["Args"][emr_script_index(job) + 1:]
+    return definition("databricks", job)["spark_python_task"]["parameters"]
+
+
+def platform_provides(profile: str) -> list[str]:
+    """The components the profile says the platform brings itself ([spark] platform_provides)."""
+    return tomllib.loads((REPO / "conf" / f"{profile}.toml").read_text())["spark"].get("platform_provides", [])
+
+
+def expected_maven(profile: str) -> list[str]:
+    provided = maven_packages(*platform_provides(profile)) if platform_provides(profile) else []
+    return [c for c in maven_packages() if c not in provided]
+
+
+def constraints() -> dict[str, str]:
+    pinned = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.strip().partition("==")
+            pinned[canonicalize_name(name)] = version
+    return pinned
+
+
+@cache
+def load_job(job: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_cluster_definition_job_{job}", REPO / "jobs" / f"{job}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Parsed(Exception):
+    """Raised by the patched parse_args to stop a job's main right after parsing."""
+
+    def __init__(self, namespace: argparse.Namespace):
+        super().__init__()
+        self.namespace = namespace
+
+
+def parse_with_job_parser(job: str, argv: list[str], where: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
+    """The namespace the job's own parser makes of `argv`; a parser error fails naming `where`."""
+    real_parse_args = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(real_parse_args(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.setattr(sys, "argv", [f"{job}.py"])  # the parser's prog, as on the cluster
+    try:
+        load_job(job).main(list(argv))
+    except _Parsed as parsed:
+        return parsed.namespace
+    except (SystemExit, InvalidInputError) as exc:
+        pytest.fail(f"{where}: jobs/{job}.py refuses the arguments {argv}: {exc}")
+    pytest.fail(f"{where}: jobs/{job}.py returned without parsing its arguments")
+
+
+def test_jobs_are_found():
+    assert {"compute_splits", "build_training_set", "train"} <= set(JOBS)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_one_definition_per_job_and_none_for_a_missing_job(platform):
+    defined = sorted(p.stem for p in (REPO / "conf" / platform).glob("*.json"))
+    assert defined == JOBS, (
+        f"conf/{platform}/: missing {sorted(set(JOBS) - set(defined))}, for no job {sorted(set(defined) - set(JOBS))}")
+    for job in defined:
+        path = shown(definition_path(platform, job))
+        assert job_named(platform, job) == job, f"{path} runs jobs/{job_named(platform, job)}.py"
+        name_key = "Name" if platform == "emr" else "name"
+        assert definition(platform, job)[name_key] == f"mlv-spark:{job}", f"{path}: name"
+
+
+@pytest.mark.parametrize("platform,job", [(p, j) for p in PLATFORMS for j in JOBS])
+def test_arguments_are_accepted_by_the_jobs_own_parser(platform, job, monkeypatch):
+    argv = job_arguments(platform, job)
+    parsed = parse_with_job_parser(job, argv, shown(definition_path(platform, job)), monkeypatch)
+    assert parsed.profile is None, f"{shown(definition_path(platform, job))}: the profile comes from MLV_PROFILE"
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_emr_packages_are_the_pins(job):
+    packages = emr_option(job, "--packages").split(",")
+    assert sorted(packages) == sorted(expected_maven("emr")), shown(definition_path("emr", job))
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_databricks_maven_libraries_are_the_pins_less_what_the_platform_provides(job):
+    libraries = definition("databricks", job)["libraries"]
+    coordinates = [lib["maven"]["coordinates"] for lib in libraries if "maven" in lib]
+    assert sorted(coordinates) == sorted(expected_maven("databricks")), shown(definition_path("databricks", job))
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_both_platforms_ship_the_catalog_and_scans_jars(job):
+    emr_jars = [Path(j).name for j in emr_option(job, "--jars").split(",")]
+    databricks_jars = [Path(lib["jar"]).name for lib in definition("databricks", job)["libraries"] if "jar" in lib]
+    assert sorted(emr_jars) == sorted(databricks_jars) == sorted([CATALOG_JAR, SCANS_JAR]), job
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_databricks_pypi_pins_are_the_locked_runtime_dependencies(job):
+    path = shown(definition_path("databricks", job))
+    pinned = constraints()
+    declared = {canonicalize_name(Requirement(d).name): d for d in tomllib.loads(
+        (REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    provided = CLUSTER_PYTHON_PACKAGES | {PROVIDED_PYTHON_PACKAGES[c] for c in platform_provides("databricks")
+                                          if c in PROVIDED_PYTHON_PACKAGES}
+    packages = [lib["pypi"]["package"] for lib in definition("databricks", job)["libraries"] if "pypi" in lib]
+    names = []
+    for package in packages:
+        requirement = Requirement(package)
+        name = canonicalize_name(requirement.name)
+        names.append(name)
+        assert str(requirement.specifier) == f"=={pinned.get(name)}", f"{path}: {package} is not constraints.txt's pin"
+        assert package == declared.get(name), f"{path}: {package} differs from pyproject.toml's {declared.get(name)}"
+    assert sorted(names) == sorted(set(declared) - {canonicalize_name(p) for p in provided}), path
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_emr_step_sets_the_profile_and_carries_no_credential(job):
+    path = shown(definition_path("emr", job))
+    args = definition("emr", job)["Args"]
+    assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"], path
+    assert "spark.yarn.appMasterEnv.MLV_PROFILE=emr" in args, path
+    assert not [a for a in args if "MLV_LAKEFS_" in a or "s3a.access.key" in a or "s3a.secret.key" in a], path
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_databricks_cluster_is_spark_4_with_the_profile_and_secret_references(job):
+    path = shown(definition_path("databricks", job))
+    cluster = definition("databricks", job)["new_cluster"]
+    assert cluster["spark_version"].endswith(f"-scala{pins()['scala']}"), path
+    assert cluster["spark_conf"]["spark.sql.extensions"] == EXTENSIONS, path
+    env = cluster["spark_env_vars"]
+    assert env["MLV_PROFILE"] == "databricks", path
+    credentials = {k: v for k, v in env.items() if k.startswith("MLV_LAKEFS_")}
+    assert set(credentials) == {"MLV_LAKEFS_ACCESS_KEY_ID", "MLV_LAKEFS_SECRET_ACCESS_KEY"}, path
+    assert all(SECRET_REFERENCE.fullmatch(v) for v in credentials.values()), (
+        f"{path}: credentials must be secret references, {{{{secrets/<scope>/<key>}}}}")
+
+
+@pytest.mark.parametrize("profile", PLATFORMS)
+def test_platform_provides_names_pinned_components(profile):
+    for component in platform_provides(profile):
+        try:
+            coordinates = maven_packages(component)
+        except KeyError:
+            coordinates = []
+        assert coordinates, f"conf/{profile}.toml: platform_provides {component!r} matches no pinned package"
