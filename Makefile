@@ -12,12 +12,13 @@ ICEBERG_VERSION = $(shell $(PY) -c 'import tomllib; print(tomllib.load(open("pyp
 PLAYWRIGHT_VERSION = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["playwright-core-version"])')
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap venv jars lakefs catalog-jar scans-jar browser services-up services-down services-status \
+.PHONY: help test-cluster bootstrap venv jars lakefs catalog-jar scans-jar browser services-up services-down services-status \
         test unit integration demo bench-splits bench-pit lock clean distclean
 
 help:
 	@echo "make demo            run the end-to-end demo on the embedded local stack"
 	@echo "make test            the whole test suite (starts lakeFS + MLflow itself when not up)"
+	@echo "make test-cluster    only the jobs run as on a cluster (local-cluster master, package from its zip)"
 	@echo "make unit            unit tests only (no services; the jars, for the catalog tests)"
 	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog and scans jars (all cached)"
 	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
@@ -98,6 +99,9 @@ integration: bootstrap browser
 
 test: bootstrap browser
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+test-cluster: bootstrap
+	$(PY) -m pytest tests -q -m cluster $(PYTEST_ARGS)
 
 demo: services-up
 	@./spark-submit.sh jobs/demo.py

@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # Submit an mlv-spark job.
 #
-#   ./spark-submit.sh [--profile NAME] [spark-submit options…] jobs/<job>.py [job arguments…]
+#   ./spark-submit.sh [--profile NAME] [--package venv|zip] [spark-submit options…] jobs/<job>.py [job arguments…]
 #
 # local profile (default): uses the project's venv and the jar cache from `make bootstrap`.
 # cluster profiles (emr, databricks, …: `jars = "provided"`): zips mlv_spark for --py-files,
 # ships conf/<profile>.toml with --files and passes the pinned Maven packages with --packages
 # plus the catalog and scans jars. Credentials come from MLV_* environment variables, never arguments.
+# --package zip (or MLV_PACKAGE=zip) runs a local profile as a cluster would: driver and Python
+# workers get mlv_spark only from build/mlv_spark.zip (--py-files), through a Python that sees
+# the venv's dependencies but not its installed mlv_spark (.run/zip-python).
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="${MLV_PROFILE:-local}"
+package="${MLV_PACKAGE:-venv}"
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: --profile needs a name, e.g. --profile local" >&2; exit 2; }
                profile="$2"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
+    --package) [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: --package needs venv or zip, e.g. --package zip" >&2; exit 2; }
+               package="$2"; shift 2 ;;
+    --package=*) package="${1#--package=}"; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
 [ ${#args[@]} -gt 0 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 export MLV_PROFILE="$profile"
+case "$package" in
+  venv|zip) ;;
+  *) echo "error: unknown package mode '$package' (--package or MLV_PACKAGE): use venv (the installed package) or zip (only build/mlv_spark.zip, as on a cluster)" >&2; exit 2 ;;
+esac
 
 if [ ! -f "$root/conf/$profile.toml" ]; then
   known="$(cd "$root/conf" && ls -- *.toml 2>/dev/null | sed 's/\.toml$//' | paste -sd, -)"
@@ -40,16 +51,17 @@ for a in "${args[@]}"; do case "$a" in *.py) job="$(basename -- "$a" .py)"; brea
 opts=(--name "mlv-spark:$job")
 if [ "$jars_mode" = "local" ]; then
   classpath="$(cd "$root" && "$py" -m mlv_spark.jvm classpath)" || exit 2  # the module printed the error line
-  export PYSPARK_PYTHON="$py" PYSPARK_DRIVER_PYTHON="$py"
+  run_py="$py"
+  if [ "$package" = zip ]; then
+    (cd "$root" && "$py" -m mlv_spark.packaging zip build/mlv_spark.zip >/dev/null) || exit 2
+    run_py="$(cd "$root" && "$py" -m mlv_spark.packaging zip-python)" || exit 2
+    opts+=(--py-files "$root/build/mlv_spark.zip" --files "$root/conf/$profile.toml,$root/pyproject.toml")
+  fi
+  export PYSPARK_PYTHON="$run_py" PYSPARK_DRIVER_PYTHON="$run_py"
   opts+=(--driver-class-path "$classpath" --conf "spark.executor.extraClassPath=$classpath"
          --driver-java-options "-Dlog4j2.configurationFile=file:$root/conf/log4j2.properties")
 else
-  mkdir -p "$root/build"
-  (cd "$root" && "$py" -c 'import pathlib, zipfile
-with zipfile.ZipFile("build/mlv_spark.zip", "w", zipfile.ZIP_DEFLATED) as z:
-    for p in sorted(pathlib.Path("mlv_spark").rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
-            z.write(p)')
+  (cd "$root" && "$py" -m mlv_spark.packaging zip build/mlv_spark.zip >/dev/null) || exit 2
   packages="$(cd "$root" && "$py" -m mlv_spark.jvm packages)"
   catalog_jar="$root/.cache/jars/mlv-lakefs-iceberg-0.1.0.jar"
   scans_jar="$root/.cache/jars/mlv-spark-scans-0.1.0.jar"

@@ -3,6 +3,7 @@ of mlv-spark's own JVM scans (`scan_class`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from functools import lru_cache
@@ -35,9 +36,11 @@ def pins(root: Path | None = None) -> dict:
     for folder in candidates:
         path = folder / "pyproject.toml"
         if path.is_file():
-            return tomllib.loads(path.read_text())["tool"]["mlv-spark"]
-    raise ConfigError(f"pyproject.toml not found in {', '.join(map(str, candidates))}: the pinned versions live "
-                      "there (ship it with the job: --files …/pyproject.toml)")
+            found = tomllib.loads(path.read_text()).get("tool", {}).get("mlv-spark")
+            if found is not None:  # another project's pyproject.toml is not ours
+                return found
+    raise ConfigError(f"no pyproject.toml with [tool.mlv-spark] in {', '.join(map(str, candidates))}: the pinned "
+                      "versions live there (ship it with the job: --files …/pyproject.toml)")
 
 
 def maven_packages(*names: str) -> list[str]:
@@ -72,10 +75,20 @@ def local_jars(settings: Settings) -> list[Path]:
 
 
 def spark_slf4j_api() -> list[Path]:
-    """The SLF4J API jar PySpark ships (none when this PySpark has no jars directory)."""
+    """The SLF4J API jar of this Spark (none when there is no jars directory).
+
+    Under spark-submit, `pyspark` is imported from SPARK_HOME/python/lib/pyspark.zip, whose
+    folder holds no jars: SPARK_HOME is the place to look. Missing it once left executors (own
+    JVMs on a local-cluster or standalone master) with the bundle's SLF4J 1.7 first: their
+    logging recursed into a StackOverflowError at start-up and the job waited for ever."""
     import pyspark
 
-    return sorted((Path(pyspark.__file__).parent / "jars").glob("slf4j-api-*.jar"))[-1:]
+    homes = [os.environ.get("SPARK_HOME"), Path(pyspark.__file__).parent]
+    for home in (Path(h) for h in homes if h):
+        found = sorted((home / "jars").glob("slf4j-api-*.jar"))
+        if found:
+            return found[-1:]
+    return []
 
 
 def scan_class(

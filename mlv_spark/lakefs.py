@@ -207,7 +207,7 @@ class LakeFS:
 
     @contextmanager
     def _api(self, action: str, ref: str | None = None, *, conflict: type[LakeFSError] | None = None,
-             conflict_hint: str = "") -> Iterator[None]:
+             conflict_hint: str = "", precondition: type[LakeFSError] | None = None) -> Iterator[None]:
         """Map whatever a lakeFS call raises to one mlv-spark exception naming the action and ref."""
         try:
             yield
@@ -228,8 +228,13 @@ class LakeFS:
                     f"{action} at {self._where(ref)} refused by lakeFS ({status}: {message}); check "
                     "MLV_LAKEFS_ACCESS_KEY_ID / MLV_LAKEFS_SECRET_ACCESS_KEY and the user's policies"
                 ) from exc
-            if status in (409, 412) and conflict is not None:
+            if status == 409 and conflict is not None:
                 raise conflict(f"{action} at {self._where(ref)}: {message}{conflict_hint}") from exc
+            if status == 412:  # a failed If-None-Match, or a lakeFS hook (pre-merge, pre-commit, …) said no
+                if precondition is not None:
+                    raise precondition(f"{action} at {self._where(ref)}: {message}") from exc
+                raise LakeFSError(f"{action} at {self._where(ref)} was rejected by a lakeFS hook: {message}; "
+                                  "see the hook's run in the lakeFS UI (Actions)") from exc
             if status is not None and (status >= 500 or status == 429):
                 raise ServiceUnavailableError(
                     f"lakeFS at {self.settings.endpoint} failed during {action} ({status}: {message}); retry later"
@@ -261,6 +266,11 @@ class LakeFS:
             return True
         except RefNotFoundError:
             return False
+
+    def storage_namespace(self) -> str:
+        """Where this repository keeps its objects (e.g. s3://bucket/ml-data or local://ml-data)."""
+        with self._api("look up repository"):
+            return str(self.client.sdk_client.repositories_api.get_repository(self.repository).storage_namespace)
 
     def delete_repository(self) -> None:
         try:
@@ -474,7 +484,7 @@ class LakeFS:
         """Upload `path` only if the branch has no object there (atomically, If-None-Match: *);
         False when one exists."""
         try:
-            with self._api(f"upload {path}", branch, conflict=_ObjectExists):
+            with self._api(f"upload {path}", branch, conflict=_ObjectExists, precondition=_ObjectExists):
                 self.client.sdk_client.objects_api.upload_object(self.repository, branch, path, if_none_match="*",
                                                                  content=data)
             return True
@@ -531,11 +541,16 @@ class LakeFS:
 
     def objects(self, ref: str, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(path, size in bytes) of every object under `prefix` at `ref`."""
+        for path, _, size in self.stored_objects(ref, prefix):
+            yield path, size
+
+    def stored_objects(self, ref: str, prefix: str = "") -> Iterator[tuple[str, str, int]]:
+        """(path, physical address, size in bytes) of every object under `prefix` at `ref`."""
         with self._api(f"list objects under {prefix!r}", ref):
             for obj in self.repo.ref(ref).objects(prefix=prefix):
                 size = getattr(obj, "size_bytes", None)
                 if size is not None:
-                    yield obj.path, int(size)
+                    yield obj.path, obj.physical_address, int(size)
 
     def size_bytes(self, ref: str, prefix: str) -> int:
         """Total stored bytes under `prefix` at `ref` (measured, not estimated)."""

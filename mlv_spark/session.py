@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Mapping
 
 from pyspark.sql import SparkSession
@@ -89,6 +90,6 @@ def build_session(settings: Settings, app_name: str, extra_conf: Mapping[str, st
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
-    log.info("spark: session %s (Spark %s, master %s, profile %s)", app_name, spark.version,
-             spark.sparkContext.master, settings.profile)
+    log.info("spark: session %s (Spark %s, master %s, profile %s, mlv_spark from %s)", app_name, spark.version,
+             spark.sparkContext.master, settings.profile, Path(__file__).parent)
     return spark

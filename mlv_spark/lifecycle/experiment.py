@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 from mlv_spark.errors import InvalidInputError, LakeFSError, MlvError, TagExistsError
 from mlv_spark.lakefs import CommitInfo, LakeFS, validate_branch_name, validate_tag_name
-from mlv_spark.lifecycle.lease import LEASE_PATH, Lease
+from mlv_spark.lifecycle.lease import LEASE_PATH, BranchBusy, Lease
 from mlv_spark.log import get_logger
 
 log = get_logger("mlv_spark.lifecycle")
@@ -196,10 +196,17 @@ def run(
         lease = Lease(lakefs, plan.branch)
         try:
             lease.take()
+        except BranchBusy:
+            raise  # the branch is another live run's: never undone from here
         except BaseException:
             if created:
                 _undo(lakefs, plan, created)
             raise
+        head = lakefs.get_commit(plan.branch)
+        if head.metadata.get("mlv.lifecycle") == "commit" and head.metadata.get("mlv.params_hash") == plan.params_hash:
+            lease.release()  # another run of this work committed it after this one planned
+            raise BranchBusy(f"another run committed this work on {plan.branch!r} (@ {head.id[:12]}) while this "
+                             "one started; rerun the same command to merge it")
         try:
             unfinished = sorted({c.path.split("/", 1)[0] + "/" for c in lakefs.uncommitted(plan.branch)
                                  if c.path != LEASE_PATH})
@@ -213,8 +220,13 @@ def run(
             with _timed(result, "validate"):
                 problems = validate(plan.branch, result.written) if validate is not None else []
             lease.release()
+        except BranchBusy:
+            raise  # taken over while writing: the branch is the other run's now
         except BaseException:
-            lease.release()
+            try:
+                lease.release()
+            except BranchBusy:
+                raise
             _undo(lakefs, plan, created)
             raise
         if problems:
@@ -284,11 +296,21 @@ def _marker(lakefs: LakeFS, branch: str, bases: list[str]) -> CommitInfo | None:
 
 def _find_merge(lakefs: LakeFS, target: str, branch: str, digest: str) -> CommitInfo | None:
     """This work's merge commit on `target`: the newest merge of the experiment branch, if it
-    merged this very work (the same branch merging other work since means: run it again)."""
+    merged this very work. An older merge of it, with other work of the branch merged since, is
+    refused (rerunning it would silently undo the newer work); no merge of it: None."""
+    newer = None
     for commit in lakefs.log(target, limit=MERGE_SEARCH_DEPTH):
         meta = commit.metadata
-        if meta.get("mlv.lifecycle") == "merge" and meta.get("mlv.branch") == branch:
-            return commit if meta.get("mlv.params_hash") == digest else None
+        if meta.get("mlv.lifecycle") != "merge" or meta.get("mlv.branch") != branch:
+            continue
+        if meta.get("mlv.params_hash") == digest:
+            if newer is None:
+                return commit
+            raise InvalidInputError(
+                f"this work was merged into {target} from {branch!r} before (@ {commit.id[:12]}), and other work of "
+                f"that experiment was merged after it (@ {newer.id[:12]}); running it again would undo that. To "
+                "apply it again on purpose, run it under a new --experiment name")
+        newer = newer or commit
     return None
 
 

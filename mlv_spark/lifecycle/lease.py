@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 
-from mlv_spark.errors import LakeFSError
+from mlv_spark.errors import LakeFSError, RefNotFoundError
 from mlv_spark.lakefs import LakeFS
 from mlv_spark.log import get_logger
 
@@ -39,6 +39,7 @@ class Lease:
         self.holder = {"run": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost = False
 
     def _body(self) -> bytes:
         return json.dumps({**self.holder, "seen": time.time()}).encode()
@@ -61,24 +62,36 @@ class Lease:
         self._thread.start()
 
     def release(self) -> None:
-        """Stop refreshing and remove the lease object (before a commit: it is never committed)."""
+        """Stop refreshing and remove the lease object (before a commit: it is never committed).
+        BranchBusy when another run took the lease meanwhile: this run must not commit."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join()  # a refresh in flight lands before the delete below
             self._thread = None
         current = self._current()
         if current is not None and current.get("run") == self.holder["run"]:
             self.lakefs.delete_object(self.branch, LEASE_PATH)
+        elif self.lost or current is not None:
+            raise BranchBusy(f"another run took over branch {self.branch!r} while this one worked (this run was "
+                             "silent too long); nothing was committed: rerun once that run has finished")
 
     def _current(self) -> dict | None:
+        """The lease on the branch now (None when there is none)."""
         try:
             return json.loads(self.lakefs.read_object(self.branch, LEASE_PATH))
-        except (LakeFSError, ValueError):
+        except RefNotFoundError:
             return None
+        except ValueError:  # not ours to read: treat as held by someone else
+            return {"run": None}
 
     def _refresh(self) -> None:
         while not self._stop.wait(REFRESH_SECONDS):
             try:
+                current = self._current()
+                if current is None or current.get("run") != self.holder["run"]:
+                    self.lost = True  # taken over: stop, and refuse to commit (release says so)
+                    log.warning("lifecycle: the lease of %s was taken over by another run", self.branch)
+                    return
                 self.lakefs.put_object(self.branch, LEASE_PATH, self._body(), "application/json")
             except Exception as exc:  # noqa: BLE001 - the run itself reports lakeFS failures
                 log.warning("lifecycle: could not refresh the lease of %s: %s", self.branch, exc)

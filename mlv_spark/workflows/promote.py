@@ -83,7 +83,7 @@ def promote(mlflow_client: MlflowClient, lakefs_for: Any, *, run_id: str, tag: s
     experiment = mlflow_client.get_experiment(mlflow_client.get_run(run_id).info.experiment_id).name
     write_artifacts(mlflow_client, run_id, promoted, experiment=experiment, model=model_name,
                     model_version=str(model.version), alias=alias,
-                    lakefs_ui=lakefs_ui.format(repo=lineage.lakefs_repository) if lakefs_ui else None)
+                    lakefs_ui=lakefs_ui.replace("{repo}", lineage.lakefs_repository) if lakefs_ui else None)
     log.info("promote: %s version %s%s, lakeFS tag %s -> %s", model_name, model.version,
              f" (@{alias})" if alias else "", tag, commit[:12])
     return Promotion(model_name, str(model.version), alias, tag, lineage.lakefs_repository, commit, run_id,
@@ -105,7 +105,8 @@ def _check_trained(mlflow_client: MlflowClient, run_id: str) -> None:
 def _registered(mlflow_client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
     """The version of model `name` registered from this run, if any (an outage is not 'none')."""
     try:
-        found = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        # by run alone: Unity Catalog's registry (Databricks) takes one condition per search
+        found = [v for v in mlflow_client.search_model_versions(f"run_id = '{run_id}'") if v.name == name]
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None

@@ -178,16 +178,26 @@ def rebuild(spark: Any, tables: Any, lakefs: LakeFS, lineage: DataLineage, featu
     except (FeatureDefinitionError, SplitVersionError, InvalidInputError) as exc:
         report.differences.append(Difference("changed definitions", f"the training set cannot be built as logged: {exc}"))
     except Exception as exc:  # noqa: BLE001 - only a gone object is a finding; anything else is re-raised
-        if not _GONE.search(str(exc)):
+        gone = _gone(str(exc), lakefs.repository, lineage.lakefs_commit)
+        if gone is None:
             raise
         report.differences.append(Difference(
-            "missing data", f"an object of commit {lineage.lakefs_commit[:12]} is gone from the storage "
-            f"({_GONE.search(str(exc)).group(0)}): garbage collection or retention removed it; `jobs/doctor.py` "
-            "warns about such tags before it happens"))
+            "missing data", f"an object of commit {lineage.lakefs_commit[:12]} is gone from the storage ({gone}): "
+            "garbage collection or retention removed it; `jobs/doctor.py` warns about such tags before it happens"))
 
 
 #: How a removed object surfaces through lakeFS's S3 gateway and Hadoop's S3A reader.
-_GONE = re.compile(r"FileNotFoundException[^\n]{0,200}|Status Code: 410[^\n]{0,80}|\b410 Gone\b|NoSuchKey")
+_GONE = re.compile(r"FileNotFoundException[^\n]{0,300}|Status Code: 410[^\n]{0,80}|\b410 Gone\b|NoSuchKey[^\n]{0,300}")
+
+
+def _gone(text: str, repository: str, commit: str) -> str | None:
+    """The line saying an object of `commit` in `repository` is gone, if the error is that
+    (a missing local file, or a path of another ref, is not)."""
+    for found in _GONE.finditer(text):
+        line = found.group(0)
+        if f"{repository}/{commit}" in line or ("410" in line and repository in text):
+            return line[:300]
+    return None
 
 
 def _compare(spark: Any, tables: Any, lakefs: LakeFS, lineage: DataLineage, request: TrainingSetRequest,

@@ -211,7 +211,7 @@ class Output:
 
 
 def check_location(location: LakeFSLocation, lakefs: LakeFS) -> None:
-    """A lakeFS output names a path (not a ref's root) in this repository."""
+    """A lakeFS output names a path (not a ref's root) on a branch of this repository."""
     if location.repository != lakefs.repository:
         raise InvalidInputError(
             f"output {location.uri!r} is in repository {location.repository!r}, not {lakefs.repository!r}; "
@@ -219,6 +219,7 @@ def check_location(location: LakeFSLocation, lakefs: LakeFS) -> None:
     if not location.path:
         raise InvalidInputError(f"output {location.uri!r} is the root of {location.ref}; name a path, e.g. "
                                 f"{location.child('training_sets/my_set').uri}")
+    lakefs.require_branch(location.ref)  # a tag or a commit is read-only: said before any plan
 
 
 def check_output(spark: SparkSession, lakefs: LakeFS, output: str, *, overwrite: bool,

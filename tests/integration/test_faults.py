@@ -1,6 +1,7 @@
 """Faults: lakeFS stopped in the middle of a feature pipeline's write, MLflow stopped before a
-training run logs its lineage. Each job fails cleanly — one `error:` line, `main` unchanged, no
-half-made MLflow run — and the same command, rerun once the service is back, converges.
+training run logs its lineage, an executor JVM killed during a write on a local cluster. Each
+job finishes or fails cleanly — one `error:` line, `main` unchanged, no half-made MLflow run —
+and the same command, rerun once the service is back, converges.
 
 These tests stop and start services, so they run against a private lakeFS + MLflow pair of their
 own (free ports, a temporary run directory), never the session's shared one."""
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -116,3 +119,92 @@ def test_mlflow_stopped_before_the_lineage_is_logged_leaves_no_run_and_a_rerun_c
     assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["data/lakefs_commit"] == lk.resolve("main")
 
+
+def _executors(root: int) -> list[int]:
+    """The executor JVMs below process `root` (local-cluster launches them as its children)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, stack = [], [root]
+    while stack:
+        for pid in children.get(stack.pop(), []):
+            stack.append(pid)
+            try:
+                if b"CoarseGrainedExecutorBackend" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue
+    return found
+
+
+def _kill_one_executor(root: int) -> int:
+    """SIGKILL one of the job's executor JVMs; its pid."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        executors = _executors(root)
+        seen.update(executors)
+        for pid in executors:
+            try:
+                os.kill(pid, 9)
+                return pid
+            except ProcessLookupError:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"no live executor JVM below the job (seen: {sorted(seen)})")
+
+
+def test_an_executor_killed_mid_write_is_survived_on_a_local_cluster(private):
+    """Separate executor JVMs (local-cluster): one is SIGKILLed while the pipeline writes. Spark
+    reruns its tasks elsewhere; the job finishes (or fails cleanly), `main` moves only by the merge,
+    and a rerun converges. (Executors of their own also need Spark's SLF4J API first on their class
+    path: without it they died at start-up and the job waited for ever.)"""
+    env, _, lk, _ = private
+    cluster = {**env, "MLV_SPARK_MASTER": "local-cluster[2,1,1024]"}
+    before = lk.resolve("main")
+    args = ["--repository", REPO, "--pipeline", "fraud_features", "--param", "amount_transform=log1p",
+            "--experiment", "executor-lost", "--merge-into", "main", "--tag", "fe-executor-lost", "--delete-branch"]
+    command = [str(REPO_ROOT / "spark-submit.sh"), "--conf", "spark.executor.memory=512m", "jobs/feature_pipeline.py",
+               *args]
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **cluster}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    said: list[str] = []
+    killed = None
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                said.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            if "lifecycle: open exp-executor-lost" in said[-1]:
+                time.sleep(2)  # into the write: the pipeline's first stages are running
+                killed = _kill_one_executor(proc.pid)
+        assert killed is not None, "".join(said)[-3000:]
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=30)
+    while not lines.empty():
+        said.append(lines.get())
+    output = "".join(said)
+    assert proc.returncode in (0, 2), output[-3000:]
+    if proc.returncode == 2:
+        one_error(output)
+        assert lk.resolve("main") == before, "a failed run never moves main"
+        rerun = run_job("feature_pipeline", *args, env=env)
+        assert rerun.returncode == 0, rerun.output[-3000:]
+        output = rerun.stdout
+    # the summary line (Spark's standalone master may still log about the lost executor after it)
+    summary = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    assert lk.resolve("main") == lk.resolve("fe-executor-lost") == summary["merge_commit"]
+    assert lk.get_commit(summary["merge_commit"]).parents[0] == before and not lk.branch_exists("exp-executor-lost")
+    assert summary["written"]["tables"]["features.user_txn_stats"] > 0

@@ -166,12 +166,15 @@ def test_bad_input_over_every_job_is_one_error_line_and_changes_nothing(settings
         ("cleanup_branches", [*repo, "--older-than-days", "-1"], {}, "--older-than-days -1.0 must be a number of days >= 0"),
         ("cleanup_branches", [*repo, "--older-than-days", "nan"], {}, "--older-than-days nan must be a number of days"),
         ("doctor", [*repo, "--ref", "no-such-ref"], {}, "no-such-ref does not exist"),
+        ("storage_report", [*repo, "--ref", "no-such-ref"], {}, "no-such-ref does not exist"),
+        ("storage_report", [*repo, "--lister", "spark"], {}, "invalid choice: 'spark'"),
         ("demo", [*repo, "--users", "0"], {}, "--users 0"),
         # environment: unreachable services, wrong credentials, bad settings, missing jars
         ("compute_splits", splits_args(lk, "v1"), {"MLV_LAKEFS_ENDPOINT": closed}, f"lakeFS at {closed} is unreachable"),
         ("compute_splits", splits_args(lk, "v1"), {"MLV_LAKEFS_SECRET_ACCESS_KEY": "wrong"}, "check MLV_LAKEFS_ACCESS_KEY_ID"),
         ("compute_splits", splits_args(lk, "v1"), {"MLV_SERVICES_LAKEFS_PORT": "http"}, "services.lakefs_port is 'http'"),
         ("compute_splits", splits_args(lk, "v1"), {"MLV_PROFILE": "nope"}, "unknown profile 'nope'"),
+        ("compute_splits", splits_args(lk, "v1"), {"MLV_PACKAGE": "egg"}, "unknown package mode 'egg'"),
         ("compute_splits", splits_args(lk, "v1"), {"MLV_JAR_DIR": str(tmp_path / "no-jars")}, "run `make bootstrap`"),
     ]
     assert len(cases) >= 30

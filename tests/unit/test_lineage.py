@@ -134,3 +134,14 @@ def test_a_tracking_uri_is_printed_without_the_credentials_written_into_it():
     assert shown_uri("https://me:s3cret@mlflow.example.com/") == "https://***@mlflow.example.com/"
     assert shown_uri("http://127.0.0.1:25000") == "http://127.0.0.1:25000"
     assert "s3cret" not in run_url("https://me:s3cret@mlflow.example.com", "1", "abc")
+
+
+def test_only_an_object_of_the_logged_commit_gone_from_storage_is_missing_data():
+    from mlv_spark.workflows.reproduce import _gone
+
+    commit = "a" * 64
+    removed = (f"org.apache.spark.SparkException: Job aborted\nCaused by: java.io.FileNotFoundException: "
+               f"s3a://ml-data/{commit}/features/user_txn_stats/data/00000-1.parquet: 410 Gone\n\tat org.apache")
+    assert _gone(removed, "ml-data", commit).startswith("FileNotFoundException: s3a://ml-data/" + commit)
+    assert _gone("java.io.FileNotFoundException: /tmp/spark-1/blockmgr/shuffle_0.data", "ml-data", commit) is None
+    assert _gone(f"FileNotFoundException: s3a://ml-data/main/features/x.parquet", "ml-data", commit) is None

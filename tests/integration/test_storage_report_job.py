@@ -1,0 +1,47 @@
+"""jobs/storage_report.py on real lakeFS: a branch that rewrites exactly one of two tables
+stores that table's new files only; everything else is shared with main, and a tag at main's
+commit costs nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.helpers import run_job, state
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_branch_rewriting_one_table_stores_only_that_table_again(spark, lakefs_repo):
+    lk = lakefs_repo
+    root = f"s3a://{lk.repository}"
+    spark.range(2000).selectExpr("id", "id * 2 AS v").write.parquet(f"{root}/main/tables/a")
+    spark.range(3000).selectExpr("id", "id * 3 AS v").write.parquet(f"{root}/main/tables/b")
+    lk.commit("main", "two tables")
+    lk.tag("tables-v1", "main")
+    lk.create_branch("exp-rewrite-b", "main")
+    spark.range(500).selectExpr("id", "id * 5 AS v").write.mode("overwrite").parquet(f"{root}/exp-rewrite-b/tables/b")
+    lk.commit("exp-rewrite-b", "b rewritten")
+    a, b_main, b_exp = lk.size_bytes("main", "tables/a/"), lk.size_bytes("main", "tables/b/"), lk.size_bytes("exp-rewrite-b", "tables/b/")
+    assert a and b_main and b_exp
+
+    before = state(lk)
+    result = run_job("storage_report", "--repository", lk.repository)  # default refs: main, the tag, exp-*
+    assert result.returncode == 0, result.output[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    usage = {r["ref"]: r for r in report["refs"]}
+    assert list(usage) == ["main", "tables-v1", "exp-rewrite-b"]
+    assert usage["main"]["logical_bytes"] == usage["tables-v1"]["logical_bytes"] == a + b_main
+    assert usage["main"]["unique_bytes"] == usage["tables-v1"]["unique_bytes"] == 0, "the tag shares main's commit"
+    assert usage["exp-rewrite-b"]["logical_bytes"] == a + b_exp and usage["exp-rewrite-b"]["unique_bytes"] == b_exp
+    assert report["shared_bytes"] == a + b_main and report["physical_bytes"] == a + b_main + b_exp
+    assert report["lister"].startswith("lakeFS API listing (the local block store")
+    assert "storage of" in result.stdout and "exp-rewrite-b" in result.stdout
+    assert state(lk) == before, "a report changes nothing"
+
+    # main and the branch alone: main's old b is now unique to main
+    pair = run_job("storage_report", "--repository", lk.repository, "--ref", "main", "--ref", "exp-rewrite-b")
+    usage = {r["ref"]: r for r in json.loads(pair.stdout.strip().splitlines()[-1])["refs"]}
+    assert usage["main"]["unique_bytes"] == b_main and usage["exp-rewrite-b"]["unique_bytes"] == b_exp
+
