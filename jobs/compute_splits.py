@@ -15,11 +15,12 @@ import math
 import sys
 from datetime import timedelta
 
+from mlv_spark.catalogs import profile_catalog
 from mlv_spark.cli import Job, add_lifecycle_arguments, job_parser, run
 from mlv_spark.errors import InvalidInputError
 from mlv_spark.splits import SplitParams
 from mlv_spark.splits.index import SplitVersion
-from mlv_spark.workflows.split_version import compute_split_version
+from mlv_spark.workflows.split_version import compute_split_version, published_without_spark
 
 
 def parse_ratios(text: str) -> dict[str, float]:
@@ -86,11 +87,13 @@ def main(argv: list[str]) -> int:
     )
     version = SplitVersion(args.split_version, args.entity_table, source_ref, params, args.previous_version).validate()
     job.lakefs.resolve(source_ref)  # fail fast on an unknown ref, before Spark starts
-    report = compute_split_version(
-        job.spark, job.tables, job.lakefs, version, experiment=args.experiment, merge_into=args.merge_into,
-        tag=args.tag, delete_branch=args.delete_branch, feature_tables=args.feature_table,
-        storage_report=args.storage_report,
-    )
+    options = dict(experiment=args.experiment, merge_into=args.merge_into, tag=args.tag, delete_branch=args.delete_branch,
+                   feature_tables=args.feature_table, storage_report=args.storage_report)
+    # a rerun of a published version is answered from the registry without starting Spark
+    catalog = profile_catalog(job.settings, args.catalog, job.lakefs.repository)
+    report = published_without_spark(catalog, job.lakefs, version, **options)
+    if report is None:
+        report = compute_split_version(job.spark, job.tables, job.lakefs, version, **options)
     print(report.render())
     print(json.dumps({"split_version": report.version, "noop": report.noop, "branch": report.branch,
                       "source_commit": report.source_commit, "commit": report.commit,

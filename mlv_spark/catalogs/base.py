@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -116,6 +116,18 @@ class Catalog(ABC):
             raise CatalogError(f"catalog {self.name!r} ({self.type_name}) needs a lakeFS ref for every table")
         if not self.versioned and ref:
             raise CatalogError(f"catalog {self.name!r} ({self.type_name}) is not on lakeFS; got ref {ref!r}")
+
+    @property
+    def spark_free_reads(self) -> bool:
+        """Whether `read_small` reads without Spark (pyiceberg, for our Iceberg tables on lakeFS)."""
+        return False
+
+    def read_small(self, lakefs: Any, name: str, ref: str, *, row_filter: str | None = None,
+                   columns: tuple[str, ...] = ("*",)) -> Any:
+        """Table `name` at `ref` as a pyarrow Table, read without starting Spark (small tables:
+        the rows land in this process); None when the ref has no such table. Only where
+        `spark_free_reads`; the others are read through Spark."""
+        raise NotImplementedError(f"catalog {self.name!r} ({self.type_name}) reads tables through Spark only")
 
     def table_path(self, name: str) -> str:
         """The table's directory inside a ref (prefix included)."""

@@ -17,7 +17,8 @@ class LakeFSIcebergCatalog(Catalog):
     Backed by our ref-relative catalog (java/lakefs-iceberg-catalog): metadata holds paths
     relative to the ref, so merged tables stay readable after their branch is deleted.
     Properties: `repository`, `prefix` (path inside the ref under which tables live, default
-    none), `root-uri-template` (default `s3a://{repo}/{ref}`).
+    none), `root-uri-template` (default `s3a://{repo}/{ref}`), `spark-free-reads` (default true:
+    small reads such as the split registry go through pyiceberg, without starting Spark).
     """
 
     type_name = "lakefs-iceberg"
@@ -38,6 +39,18 @@ class LakeFSIcebergCatalog(Catalog):
 
     def packages(self) -> list[str]:
         return maven_packages("iceberg", "hadoop-aws")
+
+    @property
+    def spark_free_reads(self) -> bool:
+        """On unless the catalog's `spark-free-reads` property is "false"."""
+        return self.properties.get("spark-free-reads", "true").strip().lower() != "false"
+
+    def read_small(self, lakefs, name: str, ref: str, *, row_filter: str | None = None,
+                   columns: tuple[str, ...] = ("*",)):
+        from mlv_spark.catalogs.pyiceberg_ref import load_table, read_rows
+
+        table = load_table(lakefs, ref, self.table_path(name))
+        return None if table is None else read_rows(table, row_filter=row_filter, columns=columns)
 
     def table(self, name: str, ref: str | None = None) -> TableRef:
         self._check_ref(ref)

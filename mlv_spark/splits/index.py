@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -172,8 +172,12 @@ def check_version(existing: Mapping[str, Any] | None, version: SplitVersion) -> 
 
 def split_counts(index: DataFrame) -> tuple[dict[str, int], list[tuple[str | None, str, int]]]:
     """Counts per split and per (stratum, split) in one small aggregation."""
-    rows = index.groupBy("stratum", "split").count().collect()
-    per_stratum = sorted(((r["stratum"], r["split"], int(r["count"])) for r in rows),
+    return tally((r["stratum"], r["split"], r["count"]) for r in index.groupBy("stratum", "split").count().collect())
+
+
+def tally(counts: Iterable[tuple[str | None, str, int]]) -> tuple[dict[str, int], list[tuple[str | None, str, int]]]:
+    """Totals per split and the sorted (stratum, split, count) rows, from counts per (stratum, split)."""
+    per_stratum = sorted(((stratum, split, int(count)) for stratum, split, count in counts),
                          key=lambda t: (t[0] is None, t[0] or "", t[1]))
     totals: dict[str, int] = {}
     for _, split, count in per_stratum:

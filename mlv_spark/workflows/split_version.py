@@ -20,13 +20,13 @@ import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlv_spark import lifecycle
-from mlv_spark.catalogs import Tables
+from mlv_spark.catalogs import Catalog, Tables
 from mlv_spark.errors import InvalidInputError, MergeConflictError, SplitVersionError, data_errors
 from mlv_spark.fingerprint import content_fingerprint
 from mlv_spark.lakefs import LakeFS
@@ -42,6 +42,7 @@ from mlv_spark.splits.index import (
     decode_entity_key,
     encode_entity_key,
     split_counts,
+    tally,
     version_record,
 )
 from mlv_spark.workflows.publish import put_manifest
@@ -121,10 +122,8 @@ def compute_split_version(
     module doc); a version that `merge_into` (or the source ref) already holds with the same
     definition is a no-op, with another definition an error."""
     version.validate()
-    experiment = experiment or "splits-" + re.sub(r"[^-\w]", "-", version.name)
-    target = merge_into or version.source_ref
-    owner_params = {"definition": {**version.definition(), "key_types": None}, "feature_tables": list(feature_tables),
-                    "storage_report": storage_report, "catalog": tables.catalog.type_name}
+    experiment, target, owner_params = _plan_inputs(version, tables.catalog.type_name, experiment, merge_into,
+                                                    feature_tables, storage_report)
     source_commit = lakefs.resolve(version.source_ref)
     prepared: _Prepared | None = None
     try:
@@ -132,11 +131,8 @@ def compute_split_version(
             plan = lifecycle.plan(lakefs, experiment=experiment, owner="splits", params=owner_params, source_ref=target,
                                   merge_into=merge_into, tag=tag, delete_branch=delete_branch)
             if plan.needs_write:
-                existing = _existing(tables, lakefs, target, version, source_commit)
+                existing = _existing(tables, lakefs, target, version, source_commit, tag=tag)
                 if existing is not None:
-                    if tag:
-                        log.warning("splits: tag %s not created: %s already holds version %s (published before)",
-                                    tag, target, version.name)
                     return existing
                 prepared = prepared or _prepare(spark, tables, version, source_commit,
                                                 SplitRegistry(tables, lakefs.resolve(target)))
@@ -162,14 +158,8 @@ def compute_split_version(
                             target, attempt, MERGE_ATTEMPTS)
                 lakefs.delete_branch(plan.branch)
                 continue
-            report.commit, report.merge_commit = result.commit, result.merge_commit
-            report.tag = result.tag if result.merge_commit else None
-            report.lifecycle = json.loads(result.to_json())
-            report.noop = "merge" in result.resumed  # this same run had finished before
-            if not report.totals:  # resumed: the counts come from what was published
-                report.totals, report.per_stratum = split_counts(
-                    SplitRegistry(tables, result.merge_commit or result.commit or target).index(version.name))
-            return report
+            return _record_result(report, result, target,
+                                  lambda ref: split_counts(SplitRegistry(tables, ref).index(version.name)))
         raise MergeConflictError(f"split version {version.name!r}: {target} kept changing under {MERGE_ATTEMPTS} merges; rerun")
     finally:
         if prepared is not None:
@@ -190,22 +180,108 @@ class _Prepared:
     fingerprint: str
 
 
+def published_without_spark(catalog: Catalog, lakefs: LakeFS, version: SplitVersion, *, experiment: str | None = None,
+                            merge_into: str | None = None, tag: str | None = None, delete_branch: bool = False,
+                            feature_tables: Sequence[str] = (), storage_report: StorageReport | None = None
+                            ) -> SplitReport | None:
+    """What `compute_split_version` would answer for a rerun of a published version — its no-op
+    report, or the SplitVersionError of another definition — decided without starting Spark (the
+    registry and the version's index rows read with pyiceberg). None when Spark has to decide:
+    the catalog cannot read without it, the experiment branch holds a run in progress, the
+    version is not published yet, or its index is too large to count in this process."""
+    if not catalog.spark_free_reads:
+        return None
+    version.validate()
+    experiment, target, owner_params = _plan_inputs(version, catalog.type_name, experiment, merge_into,
+                                                    feature_tables, storage_report)
+    source_commit = lakefs.resolve(version.source_ref)
+    plan = lifecycle.plan(lakefs, experiment=experiment, owner="splits", params=owner_params, source_ref=target,
+                          merge_into=merge_into, tag=tag, delete_branch=delete_branch)
+    same = f"split_version == '{version.name}'"
+
+    def record(ref: str) -> dict | None:
+        rows = catalog.read_small(lakefs, VERSIONS_TABLE, ref, row_filter=same)
+        return rows.to_pylist()[0] if rows is not None and rows.num_rows else None
+
+    def counts(ref: str) -> tuple[dict[str, int], list[tuple[str | None, str, int]]]:
+        index = catalog.read_small(lakefs, SPLITS_TABLE, ref, row_filter=same, columns=("stratum", "split"))
+        grouped = index.group_by(["stratum", "split"]).aggregate([("split", "count")]).to_pylist()
+        return tally((r["stratum"], r["split"], r["split_count"]) for r in grouped)
+
+    def small(existing: dict | None) -> bool:
+        return existing is not None and sum(json.loads(existing["counts_json"]).values()) <= SPARK_FREE_MAX_ROWS
+
+    if plan.merged_commit is not None:  # this very run finished before: at most its tag and clean-up are left
+        if not small(record(plan.merged_commit)):
+            return None
+        report = SplitReport(version.name, plan.branch, None, source_commit, False, target=merge_into)
+        result = lifecycle.run(lakefs, plan, _never_written, message=f"split version {version.name}")
+        return _record_result(report, result, target, counts)
+    if not plan.needs_write:  # committed on its branch, not merged: the lifecycle resumes it in Spark
+        return None
+    head = lakefs.resolve(target)
+    existing = record(head)
+    if not small(existing):
+        return None
+    return _noop_report(existing, version, target, tag, lambda: counts(head))
+
+
+def _never_written(branch: str) -> dict:  # pragma: no cover - a merged plan writes nothing
+    raise AssertionError(f"a finished split version was about to be written again on {branch}")
+
+
+def _record_result(report: SplitReport, result: lifecycle.ExperimentResult, target: str,
+                   counts: Callable[[str], tuple[dict[str, int], list[tuple[str | None, str, int]]]]) -> SplitReport:
+    """`report` completed with what the lifecycle did; the counts of a resumed run come from
+    what was published."""
+    report.commit, report.merge_commit = result.commit, result.merge_commit
+    report.tag = result.tag if result.merge_commit else None
+    report.lifecycle = json.loads(result.to_json())
+    report.noop = "merge" in result.resumed  # this same run had finished before
+    if not report.totals:
+        report.totals, report.per_stratum = counts(result.merge_commit or result.commit or target)
+    return report
+
+
+#: The largest split version whose counts a rerun takes without Spark (its index rows are read here).
+SPARK_FREE_MAX_ROWS = 2_000_000
+
+
+def _plan_inputs(version: SplitVersion, catalog_type: str, experiment: str | None, merge_into: str | None,
+                 feature_tables: Sequence[str], storage_report: StorageReport | None) -> tuple[str, str, dict]:
+    """The experiment name, the target and the parameters the lifecycle plans with."""
+    experiment = experiment or "splits-" + re.sub(r"[^-\w]", "-", version.name)
+    target = merge_into or version.source_ref
+    owner_params = {"definition": {**version.definition(), "key_types": None}, "feature_tables": list(feature_tables),
+                    "storage_report": storage_report, "catalog": catalog_type}
+    return experiment, target, owner_params
+
+
 def _existing(tables: Tables, lakefs: LakeFS, target: str, version: SplitVersion, source_commit: str,
-              concurrent: bool = False) -> SplitReport | None:
+              concurrent: bool = False, tag: str | None = None) -> SplitReport | None:
     """A no-op report when `target` already holds the version with this definition; None when it
     holds no such version; a SplitVersionError when it holds it with another definition."""
-    head = lakefs.resolve(target)
-    registry = SplitRegistry(tables, head)
+    registry = SplitRegistry(tables, lakefs.resolve(target))
     existing = registry.record(version.name)
     if existing is None:
         return None
+    return _noop_report(existing, version, target, tag, lambda: split_counts(registry.index(version.name)), concurrent)
+
+
+def _noop_report(existing: dict, version: SplitVersion, target: str, tag: str | None,
+                 counts: Callable[[], tuple[dict[str, int], list[tuple[str | None, str, int]]]],
+                 concurrent: bool = False) -> SplitReport:
+    """The report of a version `target` already holds (`existing`, its registry row) — or the
+    SplitVersionError when that row has another definition."""
     recorded = SplitVersion.from_record(existing)
-    if check_version(existing, version.with_key_types(recorded.key_types)):
-        totals, per_stratum = split_counts(registry.index(version.name))
-        how = "was published by a concurrent run" if concurrent else "already exists"
-        log.info("splits: version %s %s with the same parameters on %s: nothing to do", version.name, how, target)
-        return SplitReport(version.name, target, None, existing["source_commit"], True, totals, per_stratum)
-    raise AssertionError("check_version raises for another definition")  # pragma: no cover
+    if not check_version(existing, version.with_key_types(recorded.key_types)):  # pragma: no cover
+        raise AssertionError("check_version raises for another definition")
+    totals, per_stratum = counts()
+    how = "was published by a concurrent run" if concurrent else "already exists"
+    log.info("splits: version %s %s with the same parameters on %s: nothing to do", version.name, how, target)
+    if tag and not concurrent:
+        log.warning("splits: tag %s not created: %s already holds version %s (published before)", tag, target, version.name)
+    return SplitReport(version.name, target, None, existing["source_commit"], True, totals, per_stratum)
 
 
 def _prepare(spark: SparkSession, tables: Tables, version: SplitVersion, source_commit: str,

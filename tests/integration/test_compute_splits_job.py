@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from mlv_spark.catalogs import Tables, profile_catalog
 from mlv_spark.errors import CatalogError, InvalidInputError, SplitVersionError
 from mlv_spark.splits import SplitParams
 from mlv_spark.splits.index import SPLITS_TABLE, VERSIONS_TABLE, SplitVersion
-from mlv_spark.workflows.split_version import compute_split_version
+from mlv_spark.workflows.split_version import compute_split_version, published_without_spark
 
 from tests.integration.helpers import run_job
 
@@ -95,12 +96,46 @@ def test_split_job_writes_an_immutable_version_with_report(repo_with_entities):
     assert again.returncode == 0, again.output[-3000:]
     assert "no-op" in again.stdout
     assert lk.resolve("main") == head
+    assert "spark: session" not in again.output, "a rerun of a published version is answered without Spark (pyiceberg)"
+    rerun = json.loads(again.stdout.strip().splitlines()[-1])
+    assert rerun["totals"] == summary["totals"] and rerun["merge_commit"] == head and rerun["noop"] is True
 
     branches = lk.branches()
     changed = run_job("compute_splits", *[a if a != "42" else "7" for a in args])
     assert changed.returncode == 2
     assert "already exists with different parameters (seed differ)" in changed.output
     assert lk.resolve("main") == head and lk.uncommitted("main") == [] and lk.branches() == branches
+
+
+def test_a_rerun_answered_without_spark_is_the_report_spark_gives(spark, settings, repo_with_entities):
+    """published_without_spark (pyiceberg) and compute_split_version (Spark) report the same
+    thing for a finished run, for the same version under another experiment, and refuse another
+    definition alike."""
+    tables = repo_with_entities
+    lk = tables.lakefs
+    definition = version("v1")
+    options = dict(merge_into="main", delete_branch=True, feature_tables=[FEATURE_TABLE], storage_report="estimate")
+    first = compute_split_version(spark, tables, lk, definition, tag="splits-v1", **options)
+    catalog = profile_catalog(settings, "lakefs", lk.repository)
+
+    def comparable(report) -> dict:
+        found = asdict(report)
+        if found["lifecycle"]:
+            found["lifecycle"].pop("seconds")
+        return found
+
+    for extra in ({"tag": "splits-v1"}, {"experiment": "another"}):
+        free = published_without_spark(catalog, lk, definition, **options, **extra)
+        assert free is not None and free.noop and free.totals == first.totals and free.per_stratum == first.per_stratum
+        assert comparable(free) == comparable(compute_split_version(spark, tables, lk, definition, **options, **extra))
+    other = version("v1", seed=7)
+    with pytest.raises(SplitVersionError, match="seed differ"):
+        published_without_spark(catalog, lk, other, **options)
+    with pytest.raises(SplitVersionError, match="seed differ"):
+        compute_split_version(spark, tables, lk, other, **options)
+    assert published_without_spark(catalog, lk, version("v2"), **options) is None, "a new version needs Spark"
+    delta = profile_catalog(settings, "delta", lk.repository)
+    assert published_without_spark(delta, lk, definition, **options) is None, "Delta tables are read through Spark"
 
 
 def test_many_versions_coexist_and_sticky_growth_keeps_assignments(spark, repo_with_entities):

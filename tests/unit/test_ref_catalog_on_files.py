@@ -381,3 +381,13 @@ def test_path_prefix_inside_the_ref(spark: SparkSession, lake: Refs) -> None:
     assert_rows(spark, "reflocal_pfx.exp10.ml.t10", BASE[:2])
     # paths are relative to the ref root, so the prefix-less catalog reaches the same table
     assert_rows(spark, "reflocal.exp10.warehouse.iceberg.ml.t10", BASE[:2])
+
+
+def test_the_pyiceberg_file_io_resolves_relative_paths_against_the_ref_root():
+    from mlv_spark.catalogs.pyiceberg_ref import ROOT, LakeFSRefFileIO
+
+    root = {ROOT: "s3://repo/4f0c2a"}
+    assert LakeFSRefFileIO.parse_location("ml/t/metadata/v3.metadata.json", root) == \
+        ("s3", "repo", "repo/4f0c2a/ml/t/metadata/v3.metadata.json")
+    assert LakeFSRefFileIO.parse_location("/ml/t/data/a.parquet", root)[2] == "repo/4f0c2a/ml/t/data/a.parquet"
+    assert LakeFSRefFileIO.parse_location("s3://other/main/x.parquet", root) == ("s3", "other", "other/main/x.parquet")

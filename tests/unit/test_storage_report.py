@@ -32,3 +32,4 @@ def test_an_empty_ref_costs_nothing():
     report = account("repo", "test", {"main": ("c1", [])})
     assert report.physical_bytes == report.shared_bytes == report.logical_bytes == 0
     assert "(0% not duplicated)" in report.render()
+
