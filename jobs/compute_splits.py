@@ -17,7 +17,8 @@ from datetime import timedelta
 
 from mlv_spark.catalogs import profile_catalog
 from mlv_spark.cli import Job, add_lifecycle_arguments, job_parser, run
-from mlv_spark.errors import InvalidInputError
+from mlv_spark.errors import InvalidInputError, MlvError
+from mlv_spark.log import get_logger
 from mlv_spark.splits import SplitParams
 from mlv_spark.splits.index import SplitVersion
 from mlv_spark.workflows.split_version import compute_split_version, published_without_spark
@@ -47,6 +48,9 @@ def parse_gap(days: float | None) -> timedelta | None:
 
 def columns(text: str | None) -> tuple[str, ...]:
     return tuple(c.strip() for c in (text or "").split(",") if c.strip())
+
+
+log = get_logger("mlv_spark.job")
 
 
 def main(argv: list[str]) -> int:
@@ -91,7 +95,13 @@ def main(argv: list[str]) -> int:
                    feature_tables=args.feature_table, storage_report=args.storage_report)
     # a rerun of a published version is answered from the registry without starting Spark
     catalog = profile_catalog(job.settings, args.catalog, job.lakefs.repository)
-    report = published_without_spark(catalog, job.lakefs, version, **options)
+    try:
+        report = published_without_spark(catalog, job.lakefs, version, **options)
+    except MlvError:
+        raise  # another definition of a published version, an unknown ref: the answer itself
+    except Exception as exc:  # noqa: BLE001 - a pyiceberg/pyarrow read failed: Spark answers instead
+        log.warning("splits: the registry could not be read without Spark (%s); reading it with Spark", exc)
+        report = None
     if report is None:
         report = compute_split_version(job.spark, job.tables, job.lakefs, version, **options)
     print(report.render())
