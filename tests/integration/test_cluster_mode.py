@@ -35,7 +35,7 @@ def on_cluster(name: str, *args: str, expect: int = 0) -> dict:
     return json.loads("\n".join(lines[starts[-1]:])) if starts else {"output": result.stdout}
 
 
-def test_the_python_workers_import_the_package_from_the_zip_alone(tmp_path):
+def test_the_python_workers_import_the_package_from_the_zip_alone(settings, tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(textwrap.dedent("""\
         import json, os, sys
@@ -56,9 +56,10 @@ def test_the_python_workers_import_the_package_from_the_zip_alone(tmp_path):
     seen = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     assert seen["driver"].startswith(str(ZIP))
     assert all("mlv_spark.zip" in f for f, _, _ in seen["workers"]), seen["workers"]
-    assert {python for _, _, python in seen["workers"]} == {str(REPO_ROOT / ".run" / "zip-python" / "bin" / "python")}
+    zip_python = settings.services.run_dir / "zip-python" / "bin" / "python"  # the run directory's (a private one under test)
+    assert {python for _, _, python in seen["workers"]} == {str(zip_python)}
     # and that Python cannot import the package without the zip: the zip is its only source
-    alone = subprocess.run([str(REPO_ROOT / ".run" / "zip-python" / "bin" / "python"), "-c", "import mlv_spark"],
+    alone = subprocess.run([str(zip_python), "-c", "import mlv_spark"],
                            cwd=tmp_path, capture_output=True, text=True)
     assert alone.returncode != 0 and "No module named 'mlv_spark'" in alone.stderr
 
