@@ -133,7 +133,7 @@ def main(argv: list[str]) -> int:
     print(f"branches      {main_branch} (protected: {main_branch in lakefs.protected_branches()})"
           + (f"; also {', '.join(stray)}" if stray else "; no experiment branches left"))
     print(f"lakeFS UI     {settings.lakefs.endpoint}/repositories/{lakefs.repository}/commits?ref={main_branch}  "
-          f"(log in with the [lakefs] keys of conf/local.toml)")
+          f"(log in with the [lakefs] keys of conf/{settings.profile}.toml)")
     print(f"MLflow UI     {trained.run_url}  (artifacts: lineage/lineage_card.html)")
     print(f"              {shown_uri(settings.mlflow.tracking_uri)}/#/models/{args.model_name}/versions/{promotion.version}")
     return 0 if reproduction.reproducible else 3

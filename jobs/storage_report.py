@@ -14,7 +14,7 @@ import json
 import sys
 
 from mlv_spark.cli import Job, job_parser, run
-from mlv_spark.workflows.storage_report import default_refs, storage_report
+from mlv_spark.workflows.storage_report import block_store_conf, default_refs, storage_report
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
     lakefs = job.lakefs
     refs = args.ref or default_refs(lakefs, job.settings.lakefs.experiment_prefix)
     report = storage_report(lakefs, refs, spark=(lambda: job.spark) if args.lister == "auto" else None,
-                            storage_namespace=lakefs.storage_namespace())
+                            storage_namespace=lakefs.storage_namespace(),
+                            storage_conf=block_store_conf(job.settings.services))
     print(report.render())
     print(json.dumps(report.as_dict(), sort_keys=True))
     return 0

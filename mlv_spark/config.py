@@ -63,6 +63,13 @@ class ServiceSettings:
     run_dir: Path
     lakefs_port: int
     mlflow_port: int
+    # where the embedded lakeFS keeps objects: "local" (its local block store) or "s3" (an
+    # S3-compatible server started beside it: SeaweedFS, built from its Go module)
+    blockstore: str = "local"
+    s3_port: int = 28333
+    s3_bucket: str = "mlv-lakefs"
+    s3_access_key_id: str = field(default="", repr=False)
+    s3_secret_access_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -175,8 +182,15 @@ def load_settings(
         run_dir=local_path(str(services_raw.get("run_dir", ".run"))),
         lakefs_port=_port(services_raw, "lakefs_port", 28000),
         mlflow_port=_port(services_raw, "mlflow_port", 25000),
+        blockstore=str(services_raw.get("blockstore", "local")),
+        s3_port=_port(services_raw, "s3_port", 28333),
+        s3_bucket=str(services_raw.get("s3_bucket", "mlv-lakefs")),
+        s3_access_key_id=str(services_raw.get("s3_access_key_id", "")),
+        s3_secret_access_key=str(services_raw.get("s3_secret_access_key", "")),
     )
-    ports = {"lakefs_port": services.lakefs_port, "mlflow_port": services.mlflow_port}
+    if services.blockstore not in ("local", "s3"):
+        raise ConfigError(f"services.blockstore is {services.blockstore!r}: use local or s3 (MLV_SERVICES_BLOCKSTORE)")
+    ports = {"lakefs_port": services.lakefs_port, "mlflow_port": services.mlflow_port, "s3_port": services.s3_port}
 
     spark_raw = _section(raw, "spark", path)
     spark = SparkSettings(

@@ -1,9 +1,11 @@
 """Start, health-check and stop the local lakeFS and MLflow servers (local profile and tests).
 
 lakeFS runs from the binary built by `make bootstrap` with a local metadata store and local
-block storage under the run directory; its admin credentials come from the settings and are
-handed over through the environment, never argv. MLflow runs `mlflow server` with a sqlite
-backend and a local artifact root. Both listen on loopback only.
+block storage under the run directory, or (`blockstore = "s3"`, conf/local-s3.toml) an S3 block
+store on a SeaweedFS server started beside it (`make seaweedfs`); its admin credentials and the
+S3 keys come from the settings and are handed over through the environment, never argv or files.
+MLflow runs `mlflow server` with a sqlite backend and a local artifact root. All listen on
+loopback only.
 """
 
 from __future__ import annotations
@@ -29,17 +31,28 @@ from mlv_spark.log import get_logger
 log = get_logger(__name__)
 
 
-def lakefs_version(root: Path) -> str:
-    pyproject = root / "pyproject.toml"
-    return tomllib.loads(pyproject.read_text())["tool"]["mlv-spark"]["lakefs-version"]
+def pinned_version(root: Path, key: str) -> str:
+    """A server release pinned in [tool.mlv-spark] of pyproject.toml (lakefs-version, seaweedfs-version)."""
+    return tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mlv-spark"][key]
+
+
+def _built_binary(settings: Settings, name: str, override_var: str, make_target: str) -> Path:
+    """.cache/bin/<name>-<pinned version>, or the path in `override_var`; the fix when missing."""
+    override = os.environ.get(override_var)
+    binary = Path(override) if override else \
+        settings.root / ".cache" / "bin" / f"{name}-{pinned_version(settings.root, f'{name}-version')}"
+    if not binary.is_file():
+        raise ServiceUnavailableError(f"{name} binary not found at {binary}: run `make {make_target}` to build it")
+    return binary
 
 
 def lakefs_binary(settings: Settings) -> Path:
-    override = os.environ.get("MLV_LAKEFS_BINARY")
-    binary = Path(override) if override else settings.root / ".cache" / "bin" / f"lakefs-{lakefs_version(settings.root)}"
-    if not binary.is_file():
-        raise ServiceUnavailableError(f"lakeFS binary not found at {binary}: run `make bootstrap` to build it")
-    return binary
+    return _built_binary(settings, "lakefs", "MLV_LAKEFS_BINARY", "bootstrap")
+
+
+def seaweedfs_binary(settings: Settings) -> Path:
+    """The S3 server of the `blockstore = "s3"` profile (conf/local-s3.toml): SeaweedFS's `weed`."""
+    return _built_binary(settings, "seaweedfs", "MLV_SEAWEEDFS_BINARY", "seaweedfs")
 
 
 def free_port() -> int:
@@ -96,18 +109,31 @@ class LocalServices:
     def mlflow_healthy(self) -> bool:
         return http_ok(f"{self.mlflow_url}/health")
 
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.services.s3_port}"
+
+    def s3_healthy(self) -> bool:
+        return http_ok(f"{self.s3_url}/healthz")
+
+    def blockstore_healthy(self) -> bool:
+        """lakeFS's storage is reachable: always for the local block store, else the S3 server."""
+        return self.settings.services.blockstore == "local" or self.s3_healthy()
+
     def up(self) -> Endpoints:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.services.blockstore == "s3":
+            self._start_s3()
         self._start_lakefs()
         self._start_mlflow()
         return self.endpoints
 
     def down(self) -> None:
-        for name in ("mlflow", "lakefs"):
+        for name in ("mlflow", "lakefs", "s3"):
             self.stop(name)
 
     def stop(self, name: str) -> None:
-        """Stop the service `name` ("lakefs" or "mlflow") this run directory started, if running."""
+        """Stop the service `name` ("lakefs", "mlflow" or "s3") this run directory started, if running."""
         pid_file = self.run_dir / f"{name}.pid"
         if not pid_file.exists():
             return
@@ -155,10 +181,7 @@ class LocalServices:
                 "  type: local",
                 "  local:",
                 f'    path: "{home / "metadata"}"',
-                "blockstore:",
-                "  type: local",
-                "  local:",
-                f'    path: "{home / "data"}"',
+                *self._blockstore_config(home),
                 "stats:",
                 "  enabled: false",
                 "usage_report:",
@@ -180,11 +203,56 @@ class LocalServices:
             "LAKEFS_INSTALLATION_USER_NAME": "admin",
             "LAKEFS_INSTALLATION_ACCESS_KEY_ID": key_id,
             "LAKEFS_INSTALLATION_SECRET_ACCESS_KEY": secret,
+            **self._blockstore_env(),
         })
         started = time.monotonic()
         proc = self._spawn("lakefs", [str(binary), "run", "--config", str(config)], env)
         wait_until(self.lakefs_healthy, f"lakeFS at {self.lakefs_url}", 60, self.run_dir / "lakefs.log", proc)
         log.info("services: lakeFS up at %s in %.1fs (data in %s)", self.lakefs_url, time.monotonic() - started, home)
+
+    def _blockstore_config(self, home: Path) -> list[str]:
+        """lakeFS's block store: its local store under the run directory, or the profile's S3
+        server (keys in the environment, see _start_lakefs; never in this file)."""
+        if self.settings.services.blockstore == "local":
+            return ["blockstore:", "  type: local", "  local:", f'    path: "{home / "data"}"']
+        return ["blockstore:", "  type: s3", "  s3:", f'    endpoint: "{self.s3_url}"', "    force_path_style: true",
+                "    discover_bucket_region: false", '    region: "us-east-1"']
+
+    def _blockstore_env(self) -> dict[str, str]:
+        services = self.settings.services
+        if services.blockstore == "local":
+            return {}
+        return {"LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID": services.s3_access_key_id,
+                "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY": services.s3_secret_access_key}
+
+    def _start_s3(self) -> None:
+        """SeaweedFS in one process (`weed mini`: master, volume, filer and S3 gateway) on
+        loopback, with the profile's bucket and keys."""
+        if self.s3_healthy():
+            log.info("services: S3 (SeaweedFS) already up at %s", self.s3_url)
+            return
+        services = self.settings.services
+        if not (services.s3_access_key_id and services.s3_secret_access_key):
+            raise ServiceUnavailableError("services.blockstore is s3 but services.s3_access_key_id and "
+                                          "s3_secret_access_key are not set (the profile or MLV_SERVICES_S3_*)")
+        binary = seaweedfs_binary(self.settings)
+        home = self.run_dir / "s3"
+        home.mkdir(parents=True, exist_ok=True)
+        # Only the S3 port is the profile's; every other listener gets a free loopback port of
+        # its own (their defaults, e.g. gRPC at port+10000, would collide between two stacks).
+        internal = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                    "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port")
+        argv = [str(binary), "mini", f"-dir={home}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.port={services.s3_port}", *(f"-{flag}={free_port()}" for flag in internal),
+                "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+                "-admin.port.legacy=0", "-master.telemetry=false", f"-bucket={services.s3_bucket}"]
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=services.s3_access_key_id,
+                   AWS_SECRET_ACCESS_KEY=services.s3_secret_access_key, S3_BUCKET=services.s3_bucket)
+        started = time.monotonic()
+        proc = self._spawn("s3", argv, env)
+        wait_until(self.s3_healthy, f"SeaweedFS S3 at {self.s3_url}", 90, self.run_dir / "s3.log", proc)
+        log.info("services: S3 (SeaweedFS) up at %s in %.1fs (bucket %s, data in %s)", self.s3_url,
+                 time.monotonic() - started, services.s3_bucket, home)
 
     def _start_mlflow(self) -> None:
         if self.mlflow_healthy():
@@ -214,12 +282,18 @@ def main(argv: list[str] | None = None) -> int:
     services = LocalServices(load_settings(args.profile))
     if args.action == "up":
         endpoints = services.up()
-        print(f"lakeFS  {endpoints.lakefs}   (web UI and S3 gateway; data under {services.run_dir / 'lakefs'}; "
-              "log in with the [lakefs] keys of the profile)")
+        stored = ("metadata under {}, objects in the S3 server below" if services.settings.services.blockstore == "s3"
+                  else "data under {}").format(services.run_dir / "lakefs")
+        print(f"lakeFS  {endpoints.lakefs}   (web UI and S3 gateway; {stored}; log in with the [lakefs] keys of the profile)")
         print(f"MLflow  {endpoints.mlflow}   (tracking server and UI; store under {services.run_dir / 'mlflow-server'})")
+        if services.settings.services.blockstore == "s3":
+            print(f"S3      {services.s3_url}   (SeaweedFS, lakeFS's block store: bucket "
+                  f"{services.settings.services.s3_bucket}; data under {services.run_dir / 's3'})")
     elif args.action == "down":
         services.down()
     else:
+        if services.settings.services.blockstore == "s3":
+            print(f"S3      {services.s3_url}  {'up' if services.s3_healthy() else 'down'}")
         print(f"lakeFS  {services.lakefs_url}  {'up' if services.lakefs_healthy() else 'down'}")
         print(f"MLflow  {services.mlflow_url}  {'up' if services.mlflow_healthy() else 'down'}")
     return 0

@@ -21,12 +21,17 @@ from mlv_spark.jvm import SCANS_JAR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-os.environ["MLV_PROFILE"] = "local"
+#: The profile under test: local, or local-s3 (lakeFS on S3 storage: `make test-s3`); never a
+#: cluster profile a developer's shell may have in MLV_PROFILE.
+TEST_PROFILE = os.environ.get("MLV_TEST_PROFILE") or "local"
+if TEST_PROFILE not in ("local", "local-s3"):
+    raise SystemExit(f"error: MLV_TEST_PROFILE is {TEST_PROFILE!r}: the tests run on local or local-s3")
+os.environ["MLV_PROFILE"] = TEST_PROFILE
 
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return load_settings("local")
+    return load_settings(TEST_PROFILE)
 
 
 @pytest.fixture(scope="session")

@@ -97,10 +97,25 @@ def default_refs(lakefs: LakeFS, prefix: str) -> list[str]:
     return [lakefs.default_branch, *sorted(lakefs.tags()), *sorted(lakefs.branches(prefix))]
 
 
+def block_store_conf(services: Any) -> dict[str, str]:
+    """Hadoop settings through which Spark reads the block store itself (the metadata client reads
+    the commits' ranges there, not through lakeFS): none where the cluster's own file system
+    serves s3:// (EMRFS, Databricks), and for the embedded S3 server of conf/local-s3.toml, s3://
+    on S3A with that bucket's own endpoint and keys (the gateway keeps serving every other bucket)."""
+    if getattr(services, "blockstore", "local") != "s3":
+        return {}
+    bucket = f"fs.s3a.bucket.{services.s3_bucket}"
+    return {"fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+            f"{bucket}.endpoint": f"http://127.0.0.1:{services.s3_port}", f"{bucket}.path.style.access": "true",
+            f"{bucket}.connection.ssl.enabled": "false", f"{bucket}.endpoint.region": "us-east-1",
+            f"{bucket}.access.key": services.s3_access_key_id, f"{bucket}.secret.key": services.s3_secret_access_key}
+
+
 def storage_report(lakefs: LakeFS, refs: list[str], *, spark: Callable[[], Any] | None = None,
-                   storage_namespace: str = "") -> StorageReport:
+                   storage_namespace: str = "", storage_conf: Mapping[str, str] | None = None) -> StorageReport:
     """Measure `refs` (each resolved to its commit first, so the listing is of one state).
-    `spark` gives a session when the Spark metadata client may be used (see the module doc)."""
+    `spark` gives a session when the Spark metadata client may be used (see the module doc);
+    `storage_conf` (block_store_conf) lets that session read the storage."""
     if not refs:
         raise InvalidInputError("no refs to measure: name them with --ref (repeatable), e.g. --ref main")
     commits = {ref: lakefs.resolve(ref) for ref in dict.fromkeys(refs)}
@@ -108,18 +123,22 @@ def storage_report(lakefs: LakeFS, refs: list[str], *, spark: Callable[[], Any] 
     lister = API_LISTER
     use_spark = spark is not None and not storage_namespace.startswith("local://")
     session = spark() if use_spark else None
+    why = ""
     if session is not None and not _has_client(session):
+        why = f" ({SPARK_CLIENT} is not on the class path: add lakeFS's Spark metadata client to --packages, see docs/storage.md)"
         log.info("storage: %s is not on the class path: listing through the lakeFS API", SPARK_CLIENT)
         session = None
     for commit in dict.fromkeys(commits.values()):
         if session is not None:
-            listed[commit] = _spark_listing(session, lakefs, commit)
+            listed[commit] = _spark_listing(session, lakefs, commit, storage_conf or {})
             lister = SPARK_LISTER
         else:
             listed[commit] = [StoredObject(path, address, size) for path, address, size in lakefs.stored_objects(commit)]
         log.info("storage: %s: %d objects (%s)", commit[:12], len(listed[commit]), lister)
     if lister == API_LISTER and storage_namespace.startswith("local://"):
         lister += " (the local block store: the Spark metadata client reads S3, GCS or Azure storage only)"
+    elif lister == API_LISTER:
+        lister += why
     return account(lakefs.repository, lister, {ref: (c, listed[c]) for ref, c in commits.items()})
 
 
@@ -131,12 +150,14 @@ def _has_client(spark: Any) -> bool:
         return False
 
 
-def _spark_listing(spark: Any, lakefs: LakeFS, commit: str) -> list[StoredObject]:
+def _spark_listing(spark: Any, lakefs: LakeFS, commit: str, storage_conf: Mapping[str, str]) -> list[StoredObject]:
     """Every entry of `commit` read by the metadata client (its address is relative to the
     storage namespace or full, by `address_type`: either way one address is one stored object)."""
     from pyspark.sql import DataFrame
 
     conf = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in storage_conf.items():
+        conf.set(key, value)
     settings = lakefs.settings
     conf.set("lakefs.api.url", settings.endpoint.rstrip("/") + "/api/v1")
     conf.set("lakefs.api.access_key", settings.access_key_id)

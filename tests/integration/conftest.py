@@ -18,12 +18,13 @@ import pytest
 
 from mlv_spark.config import Settings, load_settings
 from mlv_spark.devstack import LocalServices, free_port
+from tests.conftest import TEST_PROFILE
 
 
 def _plan_services() -> tuple[bool, Path | None]:
     """Point MLV_* at services to use; returns (started_by_us, private run dir)."""
-    configured = LocalServices(load_settings("local"))
-    if configured.lakefs_healthy() and configured.mlflow_healthy():
+    configured = LocalServices(load_settings(TEST_PROFILE))
+    if configured.lakefs_healthy() and configured.mlflow_healthy() and configured.blockstore_healthy():
         os.environ["MLV_MLFLOW_TRACKING_URI"] = configured.mlflow_url
         return False, None
     run_dir = Path(tempfile.mkdtemp(prefix="mlv-test-services-"))
@@ -31,13 +32,13 @@ def _plan_services() -> tuple[bool, Path | None]:
         "MLV_SERVICES_RUN_DIR": str(run_dir),
         "MLV_SERVICES_LAKEFS_PORT": str(free_port()),
         "MLV_SERVICES_MLFLOW_PORT": str(free_port()),
+        "MLV_SERVICES_S3_PORT": str(free_port()),
     })
-    settings = load_settings("local")
+    settings = load_settings(TEST_PROFILE)
     os.environ["MLV_MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{settings.services.mlflow_port}"
     return True, run_dir
 
 
-os.environ["MLV_PROFILE"] = "local"
 _STARTED_BY_US, _PRIVATE_RUN_DIR = _plan_services()
 
 

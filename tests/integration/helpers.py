@@ -26,11 +26,12 @@ class JobResult:
         return self.stdout + self.stderr
 
 
-def run_job(job: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> JobResult:
-    """Run `./spark-submit.sh jobs/<job>.py args…` with the test session's MLV_* environment
-    (plus `env`)."""
+def run_job(job: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600,
+            submit_options: tuple[str, ...] = ()) -> JobResult:
+    """Run `./spark-submit.sh [submit_options…] jobs/<job>.py args…` with the test session's MLV_*
+    environment (plus `env`)."""
     proc = subprocess.run(
-        [str(REPO_ROOT / "spark-submit.sh"), f"jobs/{job}.py", *args],
+        [str(REPO_ROOT / "spark-submit.sh"), *submit_options, f"jobs/{job}.py", *args],
         cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
     )
     return JobResult(proc.returncode, proc.stdout, proc.stderr)
@@ -60,3 +61,17 @@ def snapshot(df):
 def features(settings, transform: str = "raw"):
     return load_pipeline("fraud_features", settings.code.pipelines, {"amount_transform": transform},
                          settings.code.feature_repo)
+
+
+def one_table_rewritten_on_a_branch(spark, lk: LakeFS) -> tuple[int, int, int]:
+    """main with tables a and b (tagged tables-v1) and a branch exp-rewrite-b that rewrote b alone;
+    the stored bytes of (a, b on main, b on the branch)."""
+    root = f"s3a://{lk.repository}"
+    spark.range(2000).selectExpr("id", "id * 2 AS v").write.parquet(f"{root}/main/tables/a")
+    spark.range(3000).selectExpr("id", "id * 3 AS v").write.parquet(f"{root}/main/tables/b")
+    lk.commit("main", "two tables")
+    lk.tag("tables-v1", "main")
+    lk.create_branch("exp-rewrite-b", "main")
+    spark.range(500).selectExpr("id", "id * 5 AS v").write.mode("overwrite").parquet(f"{root}/exp-rewrite-b/tables/b")
+    lk.commit("exp-rewrite-b", "b rewritten")
+    return lk.size_bytes("main", "tables/a/"), lk.size_bytes("main", "tables/b/"), lk.size_bytes("exp-rewrite-b", "tables/b/")

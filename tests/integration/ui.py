@@ -42,7 +42,7 @@ def check_uis(*, mlflow_run_url: str, expect_params: dict[str, str], lakefs_url:
     missing = _missing_browser_parts(node)
     if missing:
         raise AssertionError(f"the web UI check cannot run, missing: {', '.join(missing)}. Run `make browser`")
-    access_key, secret = load_settings("local").lakefs.require_credentials()
+    access_key, secret = load_settings(TEST_PROFILE).lakefs.require_credentials()
 
     args = [node, str(SCRIPT), "--mlflow-run-url", mlflow_run_url, "--lakefs-url", lakefs_url,
             "--repository", repository, "--commit", commit, "--out", str(out_dir)]

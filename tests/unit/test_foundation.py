@@ -198,3 +198,32 @@ def test_on_a_cluster_the_package_works_from_its_zip_with_the_files_shipped_besi
     assert source.startswith(str(work / "mlv_spark.zip")), "the package came from the zip alone"
     assert root == str(work.resolve()) and pipelines[0] == str(work.resolve() / "examples" / "pipelines")
     assert scala == "2.13"
+
+
+def test_the_s3_profile_hands_lakefs_its_keys_through_the_environment_only(tmp_path, monkeypatch):
+    from mlv_spark.devstack import LocalServices, seaweedfs_binary
+    from mlv_spark.errors import ServiceUnavailableError
+
+    settings = load_settings("local-s3", conf_dir=REPO / "conf", env={"MLV_SERVICES_S3_PORT": "29333"})
+    services = settings.services
+    assert (services.blockstore, services.s3_port, services.s3_bucket) == ("s3", 29333, "mlv-lakefs")
+    assert settings.lakefs.storage_namespace.startswith(f"s3://{services.s3_bucket}/")
+    assert services.s3_secret_access_key not in repr(settings)
+    stack = LocalServices(settings)
+    config = "\n".join(stack._blockstore_config(tmp_path))
+    assert "type: s3" in config and "endpoint: \"http://127.0.0.1:29333\"" in config and "force_path_style: true" in config
+    assert services.s3_access_key_id not in config and services.s3_secret_access_key not in config
+    assert stack._blockstore_env() == {"LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID": services.s3_access_key_id,
+                                       "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY": services.s3_secret_access_key}
+    local = LocalServices(load_settings("local", conf_dir=REPO / "conf", env={}))
+    assert "type: local" in "\n".join(local._blockstore_config(tmp_path)) and local._blockstore_env() == {}
+    assert local.blockstore_healthy()  # the local block store needs no server
+
+    monkeypatch.setenv("MLV_SEAWEEDFS_BINARY", str(tmp_path / "weed"))
+    with pytest.raises(ServiceUnavailableError, match="make seaweedfs"):
+        seaweedfs_binary(settings)
+
+
+def test_an_unknown_block_store_is_a_config_error_naming_the_choices():
+    with pytest.raises(ConfigError, match=r"services.blockstore is 'gcs': use local or s3 \(MLV_SERVICES_BLOCKSTORE\)"):
+        load_settings("local", conf_dir=REPO / "conf", env={"MLV_SERVICES_BLOCKSTORE": "gcs"})

@@ -33,3 +33,21 @@ def test_an_empty_ref_costs_nothing():
     assert report.physical_bytes == report.shared_bytes == report.logical_bytes == 0
     assert "(0% not duplicated)" in report.render()
 
+
+
+def test_spark_reads_the_embedded_s3_block_store_with_its_own_bucket_settings_and_nothing_else():
+    from pathlib import Path
+
+    from mlv_spark.config import load_settings
+    from mlv_spark.workflows.storage_report import block_store_conf
+
+    conf_dir = Path(__file__).resolve().parents[2] / "conf"
+    assert block_store_conf(load_settings("local", conf_dir=conf_dir, env={}).services) == {}
+    assert block_store_conf(load_settings("emr", conf_dir=conf_dir, env={}).services) == {}  # EMRFS serves s3://
+    services = load_settings("local-s3", conf_dir=conf_dir, env={"MLV_SERVICES_S3_PORT": "29333"}).services
+    conf = block_store_conf(services)
+    assert conf["fs.s3.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    assert conf["fs.s3a.bucket.mlv-lakefs.endpoint"] == "http://127.0.0.1:29333"
+    assert conf["fs.s3a.bucket.mlv-lakefs.secret.key"] == services.s3_secret_access_key
+    assert not [k for k in conf if k.startswith("fs.s3a.") and not k.startswith("fs.s3a.bucket.mlv-lakefs.")], \
+        "the gateway's settings (fs.s3a.endpoint, keys) stay as they are for every other bucket"
