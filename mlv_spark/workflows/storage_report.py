@@ -143,11 +143,15 @@ def storage_report(lakefs: LakeFS, refs: list[str], *, spark: Callable[[], Any] 
 
 
 def _has_client(spark: Any) -> bool:
-    try:
-        spark._jvm.java.lang.Class.forName(SPARK_CLIENT)
-        return True
-    except Exception:  # noqa: BLE001 - py4j raises its own error type for ClassNotFoundException
-        return False
+    """Whether Spark loaded the client: looked up the way py4j loads classes (the thread's context
+    class loader, which sees --packages and --jars; a plain Class.forName sees only the JVM's
+    launch class path)."""
+    from py4j.java_gateway import JavaClass
+
+    found: Any = spark._jvm
+    for part in SPARK_CLIENT.split("."):
+        found = getattr(found, part)
+    return isinstance(found, JavaClass)
 
 
 def _spark_listing(spark: Any, lakefs: LakeFS, commit: str, storage_conf: Mapping[str, str]) -> list[StoredObject]:
