@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from mlv_spark.config import load_settings
+from tests.conftest import TEST_PROFILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "check_uis.mjs"
