@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from mlv_spark.config import Settings, load_settings
+from mlv_spark.config import Settings, imported_spark_line, load_settings
 from mlv_spark.errors import ServiceUnavailableError
 from mlv_spark.jvm import SCANS_JAR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 os.environ["MLV_PROFILE"] = "local"
+# The Spark line of this venv's PySpark, for the jobs the tests start (spark-submit.sh picks the venv by it)
+os.environ.setdefault("MLV_SPARK_LINE", imported_spark_line())
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +57,7 @@ def spark(settings: Settings):
         scans_jar = settings.jar_dir / SCANS_JAR  # `make unit` builds it: the scans are tested
         if scans_jar.is_file():
             builder = builder.config("spark.driver.extraClassPath", str(scans_jar))
-        for key, value in {"spark.sql.session.timeZone": "UTC", **extra}.items():
+        for key, value in {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true", **extra}.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")
