@@ -2,17 +2,38 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The Spark line every target works on: 4.0 (Scala 2.13; CI's) or 3.5 (Scala 2.12: EMR 7,
+# Databricks 16.4 LTS), e.g. `make test SPARK=3.5`. Each line has its venv, lock, jar cache and
+# scans jar; the pins of 3.5 are [tool.mlv-spark.spark35] in pyproject.toml. The jobs and the
+# tests learn the line from MLV_SPARK_LINE, exported here.
+SPARK ?= $(or $(MLV_SPARK_LINE),4.0)
+ifeq ($(SPARK),4.0)
+LEG :=
 VENV := .venv
+CONSTRAINTS := constraints.txt
+JARS := .cache/jars
+else ifeq ($(SPARK),3.5)
+LEG := spark35
+VENV := .venv-spark35
+CONSTRAINTS := constraints-spark35.txt
+JARS := .cache/jars-spark35
+else
+$(error SPARK=$(SPARK): use 4.0 or 3.5)
+endif
+export MLV_SPARK_LINE := $(SPARK)
 PY := $(VENV)/bin/python
-CATALOG_JAR := .cache/jars/mlv-lakefs-iceberg-0.1.0.jar
+# The catalog is compiled against Iceberg's core API only (the same 1.10 in both lines' Iceberg
+# runtimes): built once into .cache/jars, copied into the other line's jar cache.
+CATALOG_BUILD := .cache/jars/mlv-lakefs-iceberg-0.1.0.jar
+CATALOG_JAR := $(JARS)/mlv-lakefs-iceberg-0.1.0.jar
 CATALOG_SRC := $(shell find java/lakefs-iceberg-catalog/src java/lakefs-iceberg-catalog/pom.xml -type f 2>/dev/null)
-SCANS_JAR := .cache/jars/mlv-spark-scans-0.1.0.jar
+SCANS_JAR := $(JARS)/mlv-spark-scans-0.1.0.jar
 SCANS_SRC := $(shell find java/mlv-spark-scans/src -name '*.java' 2>/dev/null)
 ICEBERG_VERSION = $(shell $(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["iceberg-version"])')
 PLAYWRIGHT_VERSION = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["playwright-core-version"])')
 PYTEST_ARGS ?=
 
-.PHONY: help test-cluster test-s3 seaweedfs bootstrap venv jars lakefs catalog-jar scans-jar browser services-up services-down services-status \
+.PHONY: help test-cluster test-s3 test-spark35 seaweedfs bootstrap venv jars lakefs catalog-jar scans-jar browser services-up services-down services-status \
         test unit integration demo bench-splits bench-pit lock clean distclean
 
 help:
@@ -20,6 +41,7 @@ help:
 	@echo "make test            the whole test suite (starts lakeFS + MLflow itself when not up)"
 	@echo "make test-cluster    only the jobs run as on a cluster (local-cluster master, package from its zip)"
 	@echo "make test-s3         block store, lifecycle and lineage tests with lakeFS on S3 storage (builds SeaweedFS)"
+	@echo "make test-spark35    the whole suite on Spark 3.5 / Scala 2.12 (= make test SPARK=3.5; any target takes SPARK=)"
 	@echo "make unit            unit tests only (no services; the jars, for the catalog tests)"
 	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog and scans jars (all cached)"
 	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
@@ -28,41 +50,54 @@ help:
 
 bootstrap: venv jars lakefs catalog-jar scans-jar
 
+# The 3.5 line's venv: the same requirements with the line's pins in place of PySpark's and
+# Delta's (scripts/leg_requirements.py; pip cannot loosen a pin with a constraint), then the
+# package itself without dependencies.
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: Python 3.11 is required, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "venv: installing pinned Python dependencies into $(VENV)"
+	@echo "venv: installing pinned Python dependencies into $(VENV) (Spark $(SPARK))"
 	@$(PY) -m pip install -q --upgrade pip
+ifeq ($(LEG),)
 	@$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+else
+	@$(PY) scripts/leg_requirements.py pyproject.toml $(LEG) > $(VENV)/requirements.txt
+	@$(PY) -m pip install -q -c $(CONSTRAINTS) -r $(VENV)/requirements.txt
+	@$(PY) -m pip install -q --no-deps -e .
+endif
 	@touch $@
 
 jars: venv
-	@$(PY) scripts/fetch_jars.py pyproject.toml .cache/jars
+	@$(PY) scripts/fetch_jars.py pyproject.toml $(JARS) $(LEG)
 
 lakefs: venv
 	@bash scripts/build_lakefs.sh
 
 catalog-jar: $(CATALOG_JAR)
-$(CATALOG_JAR): $(CATALOG_SRC) | venv
+$(CATALOG_BUILD): $(CATALOG_SRC) | venv
 	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to build java/lakefs-iceberg-catalog" >&2; exit 1; }
 	@echo "catalog-jar: building java/lakefs-iceberg-catalog (Iceberg $(ICEBERG_VERSION))"
 	@mvn -B -q -Dstyle.color=never -f java/lakefs-iceberg-catalog/pom.xml -Dmaven.repo.local=$(CURDIR)/.cache/m2 \
 		-Diceberg.version=$(ICEBERG_VERSION) -DskipTests package
 	@mkdir -p .cache/jars && cp java/lakefs-iceberg-catalog/target/mlv-lakefs-iceberg-0.1.0.jar $@
+ifneq ($(CATALOG_JAR),$(CATALOG_BUILD))
+$(CATALOG_JAR): $(CATALOG_BUILD)
+	@mkdir -p $(JARS) && cp $< $@
+endif
 
 # mlv-spark's JVM scans (the point-in-time join's carry-forward, the exact splits' histogram
 # sketch) and the SLF4J 1.x binding the AWS SDK bundle looks for: compiled with javac against the
 # venv's own Spark jars (the pinned PySpark), so they need no download and always match the Spark
-# they run in.
+# they run in. One source compiles on both Spark lines; each line's jar lands in its jar cache.
 scans-jar: $(SCANS_JAR)
-$(SCANS_JAR): $(SCANS_SRC) constraints.txt | venv
+$(SCANS_JAR): $(SCANS_SRC) $(CONSTRAINTS) | venv
 	@command -v javac >/dev/null || { echo "error: a JDK (javac) is required to build java/mlv-spark-scans" >&2; exit 1; }
-	@echo "scans-jar: compiling java/mlv-spark-scans against PySpark's jars"
-	@rm -rf build/scans-classes && mkdir -p build/scans-classes .cache/jars
-	@javac -Xlint:all,-path -Werror --release 17 -d build/scans-classes \
+	@echo "scans-jar: compiling java/mlv-spark-scans against PySpark $(SPARK)'s jars"
+	@rm -rf build/scans-classes-$(SPARK) && mkdir -p build/scans-classes-$(SPARK) $(JARS)
+	@javac -Xlint:all,-path -Werror --release 17 -d build/scans-classes-$(SPARK) \
 		-cp "$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')/*" $(SCANS_SRC)
-	@jar cf $@ -C build/scans-classes .
+	@jar cf $@ -C build/scans-classes-$(SPARK) .
 
 # The browser check of the MLflow and lakeFS web UIs (scripts/check_uis.mjs, tests/integration/
 # test_uis.py) drives Debian's Chromium through playwright-core, pinned in pyproject.toml and
@@ -117,6 +152,10 @@ test-s3: bootstrap browser seaweedfs
 		tests/integration/test_lineage.py tests/integration/test_storage_report_job.py \
 		$(if $(filter 3.5,$(SPARK)),tests/integration/test_metadata_client.py) $(PYTEST_ARGS)
 
+# The Spark 3.5 / Scala 2.12 leg (CI runs the 4.0 one); docs/spark-lines.md records its last run.
+test-spark35:
+	@$(MAKE) --no-print-directory test SPARK=3.5
+
 demo: services-up
 	@./spark-submit.sh jobs/demo.py
 
@@ -127,11 +166,16 @@ bench-pit: bootstrap
 	$(PY) bench/bench_pit.py
 
 lock: venv
+ifeq ($(LEG),)
 	@$(PY) -m pip install -q -e ".[dev]"
-	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+else
+	@$(PY) scripts/leg_requirements.py pyproject.toml $(LEG) > $(VENV)/requirements.txt
+	@$(PY) -m pip install -q -r $(VENV)/requirements.txt
+endif
+	@{ head -2 $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable; } > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
 	rm -rf .run build *.egg-info java/lakefs-iceberg-catalog/target
 
 distclean: services-down clean
-	rm -rf $(VENV) .cache
+	rm -rf .venv .venv-spark35 .cache

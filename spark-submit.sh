@@ -38,12 +38,20 @@ if [ ! -f "$root/conf/$profile.toml" ]; then
   echo "error: unknown profile '$profile': no conf/$profile.toml; known profiles: ${known//,/, } (--profile or MLV_PROFILE)" >&2
   exit 2
 fi
-py="$root/.venv/bin/python"
+# The Spark line (MLV_SPARK_LINE, else the profile's [spark] line) picks the venv: .venv for 4.0
+# (and a profile that names none), .venv-spark35 for 3.5 (`make bootstrap SPARK=3.5`).
+line="${MLV_SPARK_LINE:-$(sed -n 's/^line *= *"\([0-9.]*\)".*/\1/p' "$root/conf/$profile.toml" | head -1)}"
+case "$line" in
+  ""|4.0) venv="$root/.venv" ;;
+  3.5) venv="$root/.venv-spark35" ;;
+  *) echo "error: unknown Spark line '$line' (MLV_SPARK_LINE or [spark] line of conf/$profile.toml): use 4.0 or 3.5" >&2; exit 2 ;;
+esac
+py="$venv/bin/python"
 [ -x "$py" ] || py="$(command -v python3)"
 jars_mode="$("$py" -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["spark"].get("jars","local"))' "$root/conf/$profile.toml")"
 submit="${SPARK_SUBMIT:-}"
 if [ -z "$submit" ]; then
-  if [ -x "$root/.venv/bin/spark-submit" ]; then submit="$root/.venv/bin/spark-submit"; else submit="spark-submit"; fi
+  if [ -x "$venv/bin/spark-submit" ]; then submit="$venv/bin/spark-submit"; else submit="spark-submit"; fi
 fi
 
 job="job"
@@ -63,10 +71,12 @@ if [ "$jars_mode" = "local" ]; then
 else
   (cd "$root" && "$py" -m mlv_spark.packaging zip build/mlv_spark.zip >/dev/null) || exit 2
   packages="$(cd "$root" && "$py" -m mlv_spark.jvm packages)"
-  catalog_jar="$root/.cache/jars/mlv-lakefs-iceberg-0.1.0.jar"
-  scans_jar="$root/.cache/jars/mlv-spark-scans-0.1.0.jar"
-  [ -f "$catalog_jar" ] || { echo "error: $catalog_jar missing: run 'make catalog-jar'" >&2; exit 1; }
-  [ -f "$scans_jar" ] || { echo "error: $scans_jar missing: run 'make scans-jar'" >&2; exit 1; }
+  jar_dir="$root/.cache/jars"; make_line=""
+  [ "$line" = 3.5 ] && { jar_dir="$root/.cache/jars-spark35"; make_line=" SPARK=3.5"; }
+  catalog_jar="$jar_dir/mlv-lakefs-iceberg-0.1.0.jar"
+  scans_jar="$jar_dir/mlv-spark-scans-0.1.0.jar"
+  [ -f "$catalog_jar" ] || { echo "error: $catalog_jar missing: run 'make catalog-jar$make_line'" >&2; exit 1; }
+  [ -f "$scans_jar" ] || { echo "error: $scans_jar missing: run 'make scans-jar$make_line'" >&2; exit 1; }
   opts+=(--packages "$packages" --jars "$catalog_jar,$scans_jar" --py-files "$root/build/mlv_spark.zip"
          --files "$root/conf/$profile.toml,$root/pyproject.toml")
 fi

@@ -23,6 +23,18 @@ from mlv_spark.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROFILE = "local"
+#: The Spark lines mlv-spark runs on, each with its table in pyproject.toml's [tool.mlv-spark]
+#: (whose keys replace the shared ones: Scala, JVM pins, Python pins) and its local jar cache
+#: (.cache/jars-<table>); the default line's pins are the shared keys themselves, its cache
+#: .cache/jars.
+SPARK_LINES = {"4.0": "", "3.5": "spark35"}
+
+
+def imported_spark_line() -> str:
+    """The line ("4.0", "3.5") of the PySpark this Python imports."""
+    from pyspark import __version__
+
+    return ".".join(__version__.split(".")[:2])
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,17 @@ class SparkSettings:
     master: str
     jars: str  # "local" (load the bootstrap jar cache) or "provided" (cluster supplies them)
     conf: Mapping[str, str]
+    # The Spark line whose pins apply ("4.0", "3.5"; MLV_SPARK_LINE); empty: the imported PySpark's.
+    line: str = ""
+
+    @property
+    def effective_line(self) -> str:
+        """`line`, or the imported PySpark's line when the profile names none."""
+        line = self.line or imported_spark_line()
+        if line not in SPARK_LINES:
+            raise ConfigError(f"Spark {line} is not a line mlv-spark runs on ({', '.join(SPARK_LINES)}): install "
+                              f"PySpark of one of them, or set [spark] line (MLV_SPARK_LINE)")
+        return line
 
 
 @dataclass(frozen=True)
@@ -100,7 +123,9 @@ class Settings:
 
     @property
     def jar_dir(self) -> Path:
-        return Path(os.environ.get("MLV_JAR_DIR", self.root / ".cache" / "jars"))
+        """The local jar cache of the Spark line (MLV_JAR_DIR overrides it)."""
+        leg = SPARK_LINES[self.spark.effective_line]
+        return Path(os.environ.get("MLV_JAR_DIR", self.root / ".cache" / (f"jars-{leg}" if leg else "jars")))
 
 
 def _conf_dir(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -197,9 +222,14 @@ def load_settings(
         master=str(spark_raw.get("master", "")),
         jars=str(spark_raw.get("jars", "local")),
         conf={str(k): str(v) for k, v in spark_raw.get("conf", {}).items()},
+        # MLV_SPARK_LINE applies even to a profile that names no line
+        line=str(env.get("MLV_SPARK_LINE", spark_raw.get("line", ""))).strip(),
     )
     if spark.jars not in ("local", "provided"):
         raise ConfigError(f"spark.jars must be 'local' or 'provided', got {spark.jars!r}")
+    if spark.line and spark.line not in SPARK_LINES:
+        raise ConfigError(f"spark.line is {spark.line!r}: use {' or '.join(SPARK_LINES)} (MLV_SPARK_LINE), or leave it "
+                          "empty for the imported PySpark's line")
 
     lk = _section(raw, "lakefs", path)
     repository = str(_get(lk, "repository", "lakefs"))

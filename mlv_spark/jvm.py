@@ -1,5 +1,5 @@
-"""The JVM side: pinned Maven packages (from pyproject.toml), the local jar cache, and the choice
-of mlv-spark's own JVM scans (`scan_class`)."""
+"""The JVM side: pinned Maven packages (from pyproject.toml) of the Spark line that runs, the local
+jar cache, and the choice of mlv-spark's own JVM scans (`scan_class`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from py4j.java_gateway import JavaClass
 
-from mlv_spark.config import PACKAGE_ROOT, Settings
+from mlv_spark.config import PACKAGE_ROOT, SPARK_LINES, Settings, imported_spark_line
 from mlv_spark.errors import ConfigError, ServiceUnavailableError
 from mlv_spark.log import get_logger
 
@@ -43,9 +43,27 @@ def pins(root: Path | None = None) -> dict:
                       "versions live there (ship it with the job: --files …/pyproject.toml)")
 
 
-def maven_packages(*names: str) -> list[str]:
-    """Pinned coordinates for the named components (`iceberg`, `delta`, `hadoop-aws`); all when none named."""
-    packages = pins()["jvm"]["packages"]
+def line_pins(line: str) -> dict:
+    """[tool.mlv-spark] as it applies to a Spark line: the line's own table (`scala`, `jvm`,
+    `python`) over the shared keys."""
+    shared = pins()
+    table = SPARK_LINES[line]
+    return {**shared, **shared[table]} if table else shared
+
+
+def settings_line(settings: Settings | None = None) -> str:
+    """The Spark line of the settings (the profile's, MLV_SPARK_LINE, else the imported PySpark's)."""
+    if settings is None:
+        from mlv_spark.config import load_settings
+
+        settings = load_settings()
+    return settings.spark.effective_line
+
+
+def maven_packages(*names: str, line: str | None = None) -> list[str]:
+    """Pinned coordinates of a Spark line (the settings' when not given) for the named components
+    (`iceberg`, `delta`, `hadoop-aws`); all when none named."""
+    packages = line_pins(line or settings_line())["jvm"]["packages"]
     if not names:
         return list(packages)
     wanted = [_PACKAGE_KEYS[n] for n in names]
@@ -63,13 +81,18 @@ def local_jars(settings: Settings) -> list[Path]:
     The list goes on the class path ahead of Spark's own jars, so it starts with Spark's own
     SLF4J API: the AWS SDK bundle carries an old unshaded copy (SLF4J 1.7) that would otherwise
     win, find no binding, print its warnings and silence every Spark log line."""
+    line = settings.spark.effective_line
+    if line != imported_spark_line():
+        raise ConfigError(f"the settings ask for Spark {line} (MLV_SPARK_LINE or [spark] line) but this Python imports "
+                          f"PySpark {imported_spark_line()}: run with the line's venv (`make … SPARK={line}`)")
     directory = settings.jar_dir
-    names = [jar_file_name(c) for c in pins()["jvm"]["jars"]] + [CATALOG_JAR, SCANS_JAR]
+    names = [jar_file_name(c) for c in line_pins(line)["jvm"]["jars"]] + [CATALOG_JAR, SCANS_JAR]
     jars = [directory / name for name in names]
     missing = [j.name for j in jars if not j.is_file()]
     if missing:
         raise ServiceUnavailableError(
-            f"jars missing from {directory}: {', '.join(missing)}; run `make bootstrap` to fetch and build them"
+            f"jars missing from {directory}: {', '.join(missing)}; run `make bootstrap`"
+            f"{'' if line == '4.0' else f' SPARK={line}'} to fetch and build them"
         )
     return [*spark_slf4j_api(), *jars]
 

@@ -46,7 +46,8 @@ def lakefs_s3a_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.multiobjectdelete.enable": "true",
         "spark.hadoop.fs.s3a.attempts.maximum": "3",
         "spark.hadoop.fs.s3a.retry.limit": "3",
-        "spark.hadoop.fs.s3a.connection.timeout": "60s",
+        # milliseconds: Hadoop 3.3 (Spark 3.5) reads a plain number only, Hadoop 3.4 a duration too
+        "spark.hadoop.fs.s3a.connection.timeout": "60000",
     }
     if key_id and secret:
         conf["spark.hadoop.fs.s3a.access.key"] = key_id
@@ -58,6 +59,9 @@ def session_conf(settings: Settings, extra: Mapping[str, str] | None = None) -> 
     """Everything build_session sets, as a plain dict (also used to print spark-submit flags)."""
     conf: dict[str, str] = {
         "spark.sql.session.timeZone": "UTC",
+        # ANSI SQL semantics (errors, not NULLs, on overflow, invalid casts, division by zero): Spark
+        # 4's default, off by default on Spark 3.5; set on both lines so they compute the same.
+        "spark.sql.ansi.enabled": "true",
         "spark.sql.extensions": EXTENSIONS,
         "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
         "spark.ui.showConsoleProgress": "false",

@@ -1,7 +1,10 @@
 """Fetch the pinned JVM jars from Maven Central into a local cache, checksum-verified.
 
-Reads the coordinates from pyproject.toml ([tool.mlv-spark.jvm].jars). Idempotent: a jar
-already present with a matching SHA-1 is not downloaded again.
+Reads the coordinates from pyproject.toml: [tool.mlv-spark.jvm].jars, or those of a Spark leg's
+table ([tool.mlv-spark.<leg>.jvm].jars) when one is named. Idempotent: a jar already present is
+not downloaded again.
+
+    python scripts/fetch_jars.py pyproject.toml .cache/jars [spark35]
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ def fetch(url: str, attempts: int = 4) -> bytes:
     raise AssertionError("unreachable")
 
 
-def main(pyproject: Path, dest: Path) -> int:
-    coordinates = tomllib.loads(pyproject.read_text())["tool"]["mlv-spark"]["jvm"]["jars"]
+def main(pyproject: Path, dest: Path, leg: str = "") -> int:
+    pins = tomllib.loads(pyproject.read_text())["tool"]["mlv-spark"]
+    coordinates = (pins[leg] if leg else pins)["jvm"]["jars"]
     dest.mkdir(parents=True, exist_ok=True)
     for coordinate in coordinates:
         url, name = jar_url(coordinate)
@@ -57,4 +61,4 @@ def main(pyproject: Path, dest: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:4]))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlv_spark.config import Settings, load_settings
+from mlv_spark.config import Settings, imported_spark_line, load_settings
 from mlv_spark.errors import ServiceUnavailableError
 from mlv_spark.jvm import SCANS_JAR
 
@@ -27,6 +27,8 @@ TEST_PROFILE = os.environ.get("MLV_TEST_PROFILE") or "local"
 if TEST_PROFILE not in ("local", "local-s3"):
     raise SystemExit(f"error: MLV_TEST_PROFILE is {TEST_PROFILE!r}: the tests run on local or local-s3")
 os.environ["MLV_PROFILE"] = TEST_PROFILE
+# The Spark line of this venv's PySpark, for the jobs the tests start (spark-submit.sh picks the venv by it)
+os.environ.setdefault("MLV_SPARK_LINE", imported_spark_line())
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +62,7 @@ def spark(settings: Settings):
         scans_jar = settings.jar_dir / SCANS_JAR  # `make unit` builds it: the scans are tested
         if scans_jar.is_file():
             builder = builder.config("spark.driver.extraClassPath", str(scans_jar))
-        for key, value in {"spark.sql.session.timeZone": "UTC", **extra}.items():
+        for key, value in {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true", **extra}.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")

@@ -60,6 +60,7 @@ from mlv_spark.splits.spec import (
     stratum_columns,
     tie_type,
 )
+from mlv_spark.sql import to_arrow
 from mlv_spark.sql import column, long_sql, string_sql
 
 log = get_logger("mlv_spark.splits")
@@ -349,7 +350,7 @@ def _histogram_pass(
 
 def _collect_columns(frame: DataFrame) -> dict[str, np.ndarray]:
     """A small frame collected through Arrow, as one numpy array per column."""
-    arrow = frame.toArrow()
+    arrow = to_arrow(frame)
     return {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
 
 
@@ -363,7 +364,8 @@ def _sketch(
         _n("h"), *[f"CAST({_n(c)} AS BIGINT) AS {c}" for c in [*sums, *maxes]],
     )
     try:
-        partial = java.apply(frame._jdf, spec.bits, FINE_BITS, len(sums), len(maxes), _SKETCH_FLUSH_ROWS)
+        partial = java.apply(frame._jdf.queryExecution(), spec.bits, FINE_BITS, len(sums), len(maxes),
+                             _SKETCH_FLUSH_ROWS)
     except Py4JError as error:  # e.g. a Spark whose internals differ from the pinned one
         if strict:
             raise

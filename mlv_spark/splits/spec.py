@@ -155,7 +155,8 @@ def _periods(
     future = list(params.future_splits) if params.future_splits is not None else names[1:]
     compare_type = T.TimestampNTZType() if isinstance(dtype, T.TimestampNTZType) else T.TimestampType()
     if isinstance(cutoff, str):  # parsed the way Spark parses it: one tiny job
-        start = F.lit(cutoff).try_cast(compare_type)
+        # SQL's try_cast: Column.try_cast is Spark 4's only
+        start = F.expr(f"try_cast({string_sql(cutoff)} AS {compare_type.simpleString()})")
         parsed = df.sparkSession.range(1).select(start.isNull().alias("invalid")).first()
         if parsed is None or parsed["invalid"]:
             raise InvalidInputError(f"cutoff={cutoff!r} is not a valid timestamp; use e.g. '2024-01-31 00:00:00'")

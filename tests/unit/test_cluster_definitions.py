@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from mlv_spark.errors import InvalidInputError
-from mlv_spark.jvm import CATALOG_JAR, SCANS_JAR, maven_packages, pins
+from mlv_spark.jvm import CATALOG_JAR, SCANS_JAR, line_pins, maven_packages
 from mlv_spark.session import EXTENSIONS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,9 +99,18 @@ def platform_provides(profile: str) -> list[str]:
     return tomllib.loads((REPO / "conf" / f"{profile}.toml").read_text())["spark"].get("platform_provides", [])
 
 
+def profile_line(profile: str) -> str:
+    """The Spark line the profile's platform runs ([spark] line; the definitions are for it, whatever
+    line the tests run on)."""
+    line = tomllib.loads((REPO / "conf" / f"{profile}.toml").read_text())["spark"].get("line", "")
+    assert line, f"conf/{profile}.toml: a cluster profile names its Spark line ([spark] line)"
+    return line
+
+
 def expected_maven(profile: str) -> list[str]:
-    provided = maven_packages(*platform_provides(profile)) if platform_provides(profile) else []
-    return [c for c in maven_packages() if c not in provided]
+    line = profile_line(profile)
+    provided = maven_packages(*platform_provides(profile), line=line) if platform_provides(profile) else []
+    return [c for c in maven_packages(line=line) if c not in provided]
 
 
 def constraints() -> dict[str, str]:
@@ -222,7 +231,7 @@ def test_emr_step_sets_the_profile_and_carries_no_credential(job):
 def test_databricks_cluster_is_spark_4_with_the_profile_and_secret_references(job):
     path = shown(definition_path("databricks", job))
     cluster = definition("databricks", job)["new_cluster"]
-    assert cluster["spark_version"].endswith(f"-scala{pins()['scala']}"), path
+    assert cluster["spark_version"].endswith(f"-scala{line_pins(profile_line('databricks'))['scala']}"), path
     assert cluster["spark_conf"]["spark.sql.extensions"] == EXTENSIONS, path
     env = cluster["spark_env_vars"]
     assert env["MLV_PROFILE"] == "databricks", path
@@ -236,7 +245,7 @@ def test_databricks_cluster_is_spark_4_with_the_profile_and_secret_references(jo
 def test_platform_provides_names_pinned_components(profile):
     for component in platform_provides(profile):
         try:
-            coordinates = maven_packages(component)
+            coordinates = maven_packages(component, line=profile_line(profile))
         except KeyError:
             coordinates = []
         assert coordinates, f"conf/{profile}.toml: platform_provides {component!r} matches no pinned package"

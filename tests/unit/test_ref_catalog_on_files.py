@@ -13,7 +13,6 @@ class path must hold the Iceberg Spark runtime and the catalog jar from `make bo
 from __future__ import annotations
 
 import os
-import tomllib
 import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,6 +24,9 @@ from py4j.java_gateway import JavaClass
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
+from mlv_spark.config import load_settings
+from mlv_spark.jvm import line_pins
+
 pytestmark = [pytest.mark.usefixtures("ref_catalogs")]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,12 +37,13 @@ SCHEMA = "id INT, label STRING"
 
 
 def _iceberg_runtime_jar() -> Path:
-    jvm = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mlv-spark"]["jvm"]
-    for coordinate in jvm["jars"]:
+    """The Iceberg Spark runtime of the Spark line that runs, in its jar cache."""
+    settings = load_settings("local")
+    for coordinate in line_pins(settings.spark.effective_line)["jvm"]["jars"]:
         group, artifact, version = coordinate.split(":")
         if group == "org.apache.iceberg" and artifact.startswith("iceberg-spark-runtime"):
-            return ROOT / ".cache" / "jars" / f"{artifact}-{version}.jar"
-    raise AssertionError("no iceberg-spark-runtime in [tool.mlv-spark.jvm].jars of pyproject.toml")
+            return settings.jar_dir / f"{artifact}-{version}.jar"
+    raise AssertionError("no iceberg-spark-runtime among the jars of pyproject.toml's [tool.mlv-spark] pins")
 
 
 class Refs:
@@ -142,7 +145,7 @@ def ref_catalogs(spark: SparkSession, lake: Refs):
     ):
         pytest.fail(
             f"io.mlvspark.iceberg.LakeFSRefCatalog or the Iceberg Spark runtime is not on the Spark class"
-            f" path ({CATALOG_JAR_NAME}, {_iceberg_runtime_jar().name} in .cache/jars): run `make bootstrap`"
+            f" path ({CATALOG_JAR_NAME}, {_iceberg_runtime_jar()}): run `make bootstrap`"
             " (fetches the pinned jars and builds java/lakefs-iceberg-catalog with Maven)",
             pytrace=False,
         )

@@ -17,6 +17,7 @@ from mlv_spark.errors import ConfigError
 from mlv_spark.splits.cuts import merge_partial_histograms
 from mlv_spark.splits.exact import HISTOGRAM_CONF
 from mlv_spark.splits import assign_splits
+from mlv_spark.sql import to_arrow
 from tests.unit.test_splits import RATIOS, _capture_split_logs, build_events
 
 BITS, FINE_BITS = 4, 6  # 16 coarse buckets: a stratum with more atoms in a partition goes dense
@@ -75,8 +76,8 @@ def _by_spark(frame: DataFrame) -> DataFrame:
 def test_the_sketch_merges_to_spark_aggregation(spark: SparkSession, flush_rows: int) -> None:
     frame = _partials(spark)
     java = spark._jvm.io.mlvspark.splits.HistogramSketch
-    partial = DataFrame(java.apply(frame._jdf, BITS, FINE_BITS, 1, 2, flush_rows), spark)
-    arrow = partial.toArrow()
+    partial = DataFrame(java.apply(frame._jdf.queryExecution(), BITS, FINE_BITS, 1, 2, flush_rows), spark)
+    arrow = to_arrow(partial)
     table = {name: arrow.column(name).to_numpy(zero_copy_only=False) for name in arrow.column_names}
     merged = merge_partial_histograms(table, sums=["w"], maxes=["rows", "strata"])
     expected = _by_spark(frame)
@@ -89,7 +90,7 @@ def test_the_sketch_merges_to_spark_aggregation(spark: SparkSession, flush_rows:
 def test_the_sketch_of_an_empty_input_is_empty(spark: SparkSession) -> None:
     frame = _partials(spark).where("false")
     java = spark._jvm.io.mlvspark.splits.HistogramSketch
-    assert DataFrame(java.apply(frame._jdf, BITS, FINE_BITS, 1, 2, 16), spark).count() == 0
+    assert DataFrame(java.apply(frame._jdf.queryExecution(), BITS, FINE_BITS, 1, 2, 16), spark).count() == 0
 
 
 @pytest.mark.parametrize(

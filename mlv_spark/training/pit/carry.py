@@ -22,6 +22,7 @@ from pyspark.sql.types import (
 
 from mlv_spark.jvm import scan_class
 from mlv_spark.log import get_logger
+from mlv_spark.sql import string_collation
 
 log = get_logger("mlv_spark.training.pit")
 
@@ -63,7 +64,7 @@ class Scan:
         first_value = keys + len(passthrough)
         try:
             frame = self.java.apply(
-                structured._jdf, keys, keys, ints(range(keys, first_value)),
+                structured._jdf.queryExecution(), keys, keys, ints(range(keys, first_value)),
                 ints(range(first_value, first_value + len(latest))),
             )
         except Py4JError as error:  # e.g. a Spark whose internals differ from the pinned one
@@ -86,7 +87,7 @@ def scan_can_compare(key_type: DataType) -> bool:
     for floating point (-0.0 and 0.0, NaNs) or strings with a non-binary collation; such
     keys are carried forward by the window."""
     if isinstance(key_type, StringType):
-        return key_type.collation == "UTF8_BINARY"
+        return string_collation(key_type) == "UTF8_BINARY"
     return isinstance(key_type, (IntegralType, DecimalType, DateType, TimestampType, TimestampNTZType,
                                  BooleanType, BinaryType))
 

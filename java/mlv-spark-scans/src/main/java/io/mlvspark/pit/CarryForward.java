@@ -9,13 +9,11 @@ import io.mlvspark.scans.Lookahead;
 
 import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.rdd.RDD;
-import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
 import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
 import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
-import org.apache.spark.sql.classic.Dataset;
-import org.apache.spark.sql.classic.SparkSession;
+import org.apache.spark.sql.execution.QueryExecution;
 import org.apache.spark.sql.execution.QueryExecution$;
 import org.apache.spark.sql.execution.SparkPlan;
 import org.apache.spark.sql.types.DataType;
@@ -40,32 +38,35 @@ import scala.Option;
  * <p>The input's physical plan is prepared without adaptive execution so that the result stays
  * lazy: its shuffle runs only when the returned DataFrame is used (a broadcast in it, such as
  * the TTL filter's table, starts building at once). This uses Spark internals
- * ({@code classic.Dataset}, {@code QueryExecution.preparations}, {@code internalCreateDataFrame})
- * and is compiled against the pinned Spark version; mlv-spark falls back to the window when the
- * class is missing or fails.
+ * ({@code QueryExecution.preparations}, {@code internalCreateDataFrame}) and is compiled against
+ * each Spark line's own jars (`make scans-jar`); mlv-spark falls back to the window when the
+ * class is missing or fails. It takes the input's {@code QueryExecution} and returns the
+ * DataFrame as an {@code Object}, so that one source compiles on Spark 3.5 and 4.0: the two lines
+ * name their Dataset and SparkSession classes differently ({@code org.apache.spark.sql} vs
+ * {@code org.apache.spark.sql.classic}), their query executions the same.
  */
 public final class CarryForward {
   private CarryForward() {}
 
   /**
-   * @param sorted rows partitioned by the first {@code keyCount} columns and sorted within each
+   * @param sorted the query execution of rows partitioned by the first {@code keyCount} columns and sorted within each
    *     partition by them, then by the join's order (latest winner last)
    * @param entity index of the column that is non-null exactly on entity rows
    * @param passthrough indexes of the entity-row columns to output, in order
    * @param values indexes of the value-struct columns, one per view
-   * @return {@code passthrough} columns, then one struct per view (same names as the inputs)
+   * @return a DataFrame ({@code Dataset<Row>}) of the {@code passthrough} columns, then one
+   *     struct per view (same names as the inputs)
    */
-  public static Dataset<Row> apply(
-      Dataset<Row> sorted, int keyCount, int entity, int[] passthrough, int[] values) {
-    SparkSession spark = sorted.sparkSession();
+  public static Object apply(
+      QueryExecution sorted, int keyCount, int entity, int[] passthrough, int[] values) {
     // The input's own physical plan, prepared without adaptive execution: executing it builds
     // the RDD lineage lazily, without running its shuffle now.
     SparkPlan plan =
         QueryExecution$.MODULE$.prepareForExecution(
-            QueryExecution$.MODULE$.preparations(spark, Option.empty(), false),
-            sorted.queryExecution().sparkPlan());
+            QueryExecution$.MODULE$.preparations(sorted.sparkSession(), Option.empty(), false),
+            sorted.sparkPlan());
     RDD<InternalRow> input = plan.execute();
-    StructType schema = sorted.schema();
+    StructType schema = sorted.analyzed().schema();
     StructField[] fields = schema.fields();
     List<StructField> out = new ArrayList<>();
     DataType[] passTypes = new DataType[passthrough.length];
@@ -86,7 +87,9 @@ public final class CarryForward {
     }
     Scan scan = new Scan(keyTypes, entity, passthrough, passTypes, values, widths);
     RDD<InternalRow> carried = input.toJavaRDD().mapPartitions(scan, true).rdd();
-    return spark.internalCreateDataFrame(carried, new StructType(out.toArray(new StructField[0])), false);
+    return sorted
+        .sparkSession()
+        .internalCreateDataFrame(carried, new StructType(out.toArray(new StructField[0])), false);
   }
 
   /** The scan of one partition. */

@@ -9,11 +9,9 @@ import io.mlvspark.scans.Lookahead;
 
 import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.rdd.RDD;
-import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
-import org.apache.spark.sql.classic.Dataset;
-import org.apache.spark.sql.classic.SparkSession;
+import org.apache.spark.sql.execution.QueryExecution;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.Metadata;
 import org.apache.spark.sql.types.StructField;
@@ -44,20 +42,24 @@ import org.apache.spark.sql.types.StructType;
 public final class HistogramSketch {
   private HistogramSketch() {}
 
-  public static Dataset<Row> apply(Dataset<Row> input, int bits, int fineBits, int sums, int maxes, int flushRows) {
-    SparkSession spark = input.sparkSession();
-    RDD<InternalRow> rows = input.queryExecution().toRdd();
+  /**
+   * @param input the query execution of the input rows (the same class on Spark 3.5 and 4.0,
+   *     unlike their Dataset classes)
+   * @return a DataFrame ({@code Dataset<Row>}) of the partial aggregates
+   */
+  public static Object apply(QueryExecution input, int bits, int fineBits, int sums, int maxes, int flushRows) {
+    RDD<InternalRow> rows = input.toRdd();
     List<StructField> out = new ArrayList<>();
     for (String name : new String[] {"period", "sid", "rotation", "bucket", "n", "hmin", "hmax", "hxor"}) {
       out.add(new StructField(name, DataTypes.LongType, false, Metadata.empty()));
     }
-    StructField[] fields = input.schema().fields();
+    StructField[] fields = input.analyzed().schema().fields();
     for (int i = 0; i < sums + maxes; i++) {
       out.add(new StructField(fields[5 + i].name(), DataTypes.LongType, false, Metadata.empty()));
     }
     Sketch sketch = new Sketch(bits, fineBits, sums, maxes, flushRows);
     RDD<InternalRow> partial = rows.toJavaRDD().mapPartitions(sketch, false).rdd();
-    return spark.internalCreateDataFrame(partial, new StructType(out.toArray(new StructField[0])), false);
+    return input.sparkSession().internalCreateDataFrame(partial, new StructType(out.toArray(new StructField[0])), false);
   }
 
   /** Aggregate rows (key, n, min, max, xor, sums..., maxes...), row-major in one array. */
