@@ -60,8 +60,7 @@ from mlv_spark.splits.spec import (
     stratum_columns,
     tie_type,
 )
-from mlv_spark.sql import to_arrow
-from mlv_spark.sql import column, long_sql, string_sql
+from mlv_spark.sql import column, long_sql, string_sql, to_arrow
 
 log = get_logger("mlv_spark.splits")
 
