@@ -33,7 +33,7 @@ ICEBERG_VERSION = $(shell $(PY) -c 'import tomllib; print(tomllib.load(open("pyp
 PLAYWRIGHT_VERSION = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["tool"]["mlv-spark"]["playwright-core-version"])')
 PYTEST_ARGS ?=
 
-.PHONY: help test-cluster test-s3 test-spark35 seaweedfs bootstrap venv jars lakefs catalog-jar scans-jar browser services-up services-down services-status \
+.PHONY: help pack-env test-cluster test-s3 test-spark35 seaweedfs bootstrap venv jars lakefs catalog-jar scans-jar browser services-up services-down services-status \
         test unit integration demo bench-splits bench-pit lock clean distclean
 
 help:
@@ -44,6 +44,7 @@ help:
 	@echo "make test-spark35    the whole suite on Spark 3.5 / Scala 2.12 (= make test SPARK=3.5; any target takes SPARK=)"
 	@echo "make unit            unit tests only (no services; the jars, for the catalog tests)"
 	@echo "make bootstrap       venv, JVM jars, lakeFS binary, catalog and scans jars (all cached)"
+	@echo "make pack-env        packed Python environment for --archives (build/; PYTHON_PREFIX=/usr for EMR nodes)"
 	@echo "make services-up     start lakeFS + MLflow on loopback (services-down / services-status)"
 	@echo "make browser         headless Chromium + playwright-core for the web UI checks (scripts/check_uis.mjs)"
 	@echo "make bench-splits    split benchmark;  make bench-pit  point-in-time join benchmark"
@@ -137,6 +138,11 @@ integration: bootstrap browser
 
 test: bootstrap browser
 	$(PY) -m pytest tests -q -m "not metadata_client" $(PYTEST_ARGS)
+
+# The runtime dependencies packed with venv-pack for clusters without them (spark-submit.sh
+# --package env ships it with --archives); PYTHON_PREFIX: where the nodes' Python 3.11 lives.
+pack-env: venv
+	@$(PY) -m mlv_spark.packaging env --out build --line $(SPARK) $(if $(PYTHON_PREFIX),--python-prefix $(PYTHON_PREFIX))
 
 test-cluster: bootstrap
 	$(PY) -m pytest tests -q -m cluster $(PYTEST_ARGS)

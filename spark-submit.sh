@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Submit an mlv-spark job.
 #
-#   ./spark-submit.sh [--profile NAME] [--package venv|zip] [spark-submit options…] jobs/<job>.py [job arguments…]
+#   ./spark-submit.sh [--profile NAME] [--package venv|zip|env] [spark-submit options…] jobs/<job>.py [job arguments…]
 #
 # local profile (default): uses the project's venv and the jar cache from `make bootstrap`.
 # cluster profiles (emr, databricks, …: `jars = "provided"`): zips mlv_spark for --py-files,
@@ -10,6 +10,10 @@
 # --package zip (or MLV_PACKAGE=zip) runs a local profile as a cluster would: driver and Python
 # workers get mlv_spark only from build/mlv_spark.zip (--py-files), through a Python that sees
 # the venv's dependencies but not its installed mlv_spark (.run/zip-python).
+# --package env (or MLV_PACKAGE=env) adds a packed environment of the Python dependencies for
+# clusters that lack them: built (or reused) with venv-pack into build/, shipped with
+# --archives …#environment, and run by the Python workers as ./environment/bin/python; a driver on
+# this machine runs an unpacked copy (.run/packed-env). MLV_ENV_ARCHIVE names a prebuilt archive.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="${MLV_PROFILE:-local}"
@@ -20,7 +24,7 @@ while [ $# -gt 0 ]; do
     --profile) [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: --profile needs a name, e.g. --profile local" >&2; exit 2; }
                profile="$2"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
-    --package) [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: --package needs venv or zip, e.g. --package zip" >&2; exit 2; }
+    --package) [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: --package needs venv, zip or env, e.g. --package zip" >&2; exit 2; }
                package="$2"; shift 2 ;;
     --package=*) package="${1#--package=}"; shift ;;
     *) args+=("$1"); shift ;;
@@ -29,8 +33,8 @@ done
 [ ${#args[@]} -gt 0 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 export MLV_PROFILE="$profile"
 case "$package" in
-  venv|zip) ;;
-  *) echo "error: unknown package mode '$package' (--package or MLV_PACKAGE): use venv (the installed package) or zip (only build/mlv_spark.zip, as on a cluster)" >&2; exit 2 ;;
+  venv|zip|env) ;;
+  *) echo "error: unknown package mode '$package' (--package or MLV_PACKAGE): use venv (the installed package), zip (only build/mlv_spark.zip, as on a cluster) or env (the zip and a packed environment of the dependencies)" >&2; exit 2 ;;
 esac
 
 if [ ! -f "$root/conf/$profile.toml" ]; then
@@ -54,18 +58,37 @@ if [ -z "$submit" ]; then
   if [ -x "$venv/bin/spark-submit" ]; then submit="$venv/bin/spark-submit"; else submit="spark-submit"; fi
 fi
 
+# --package env: the packed environment (a prebuilt MLV_ENV_ARCHIVE, else built or reused in build/).
+env_archive=""
+if [ "$package" = env ]; then
+  if [ -n "${MLV_ENV_ARCHIVE:-}" ]; then env_archive="$MLV_ENV_ARCHIVE"
+  else env_archive="$(cd "$root" && "$py" -m mlv_spark.packaging env --out build --line "${line:-4.0}")" || exit 2
+  fi
+fi
+
 job="job"
 for a in "${args[@]}"; do case "$a" in *.py) job="$(basename -- "$a" .py)"; break ;; esac; done
 opts=(--name "mlv-spark:$job")
 if [ "$jars_mode" = "local" ]; then
   classpath="$(cd "$root" && "$py" -m mlv_spark.jvm classpath)" || exit 2  # the module printed the error line
   run_py="$py"
-  if [ "$package" = zip ]; then
+  worker_py=""
+  if [ "$package" != venv ]; then
     (cd "$root" && "$py" -m mlv_spark.packaging zip build/mlv_spark.zip >/dev/null) || exit 2
     run_py="$(cd "$root" && "$py" -m mlv_spark.packaging zip-python)" || exit 2
     opts+=(--py-files "$root/build/mlv_spark.zip" --files "$root/conf/$profile.toml,$root/pyproject.toml")
   fi
-  export PYSPARK_PYTHON="$run_py" PYSPARK_DRIVER_PYTHON="$run_py"
+  if [ "$package" = env ]; then
+    pythons="$(cd "$root" && "$py" -m mlv_spark.packaging env-pythons "$env_archive")" || exit 2
+    run_py="$(sed -n 1p <<<"$pythons")"; worker_py="$(sed -n 2p <<<"$pythons")"
+    # local[…]: the workers are the driver's children and use the unpacked copy; no archive to ship.
+    [ "$worker_py" = "$run_py" ] || opts+=(--archives "$env_archive#environment")
+    # The packed environment has no Spark launcher (no PySpark jars): spark-submit takes this venv's.
+    if [ -z "${SPARK_HOME:-}" ]; then
+      for home in "$venv"/lib/python3*/site-packages/pyspark; do [ -d "$home/jars" ] && export SPARK_HOME="$home"; done
+    fi
+  fi
+  export PYSPARK_PYTHON="${worker_py:-$run_py}" PYSPARK_DRIVER_PYTHON="$run_py"
   opts+=(--driver-class-path "$classpath" --conf "spark.executor.extraClassPath=$classpath"
          --driver-java-options "-Dlog4j2.configurationFile=file:$root/conf/log4j2.properties")
 else
@@ -79,6 +102,14 @@ else
   [ -f "$scans_jar" ] || { echo "error: $scans_jar missing: run 'make scans-jar$make_line'" >&2; exit 1; }
   opts+=(--packages "$packages" --jars "$catalog_jar,$scans_jar" --py-files "$root/build/mlv_spark.zip"
          --files "$root/conf/$profile.toml,$root/pyproject.toml")
+  if [ "$package" = env ]; then
+    # Spark's documented recipe: the workers (and a driver in --deploy-mode cluster) run the
+    # archive's Python; a client-mode driver keeps PYSPARK_DRIVER_PYTHON (default: this venv's).
+    opts+=(--archives "$env_archive#environment")
+    export PYSPARK_PYTHON="./environment/bin/python"
+    case " ${args[*]} " in *" --deploy-mode cluster "*|*" --deploy-mode=cluster "*) unset PYSPARK_DRIVER_PYTHON ;;
+      *) export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$py}" ;; esac
+  fi
 fi
 cd "$root"
 exec "$submit" "${opts[@]}" "${args[@]}"

@@ -94,6 +94,7 @@ def build_session(settings: Settings, app_name: str, extra_conf: Mapping[str, st
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
-    log.info("spark: session %s (Spark %s, master %s, profile %s, mlv_spark from %s)", app_name, spark.version,
-             spark.sparkContext.master, settings.profile, Path(__file__).parent)
+    log.info("spark: session %s (Spark %s, master %s, profile %s, mlv_spark from %s, workers' Python %s)", app_name,
+             spark.version, spark.sparkContext.master, settings.profile, Path(__file__).parent,
+             spark.sparkContext.pythonExec)
     return spark

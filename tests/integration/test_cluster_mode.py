@@ -1,23 +1,28 @@
 """Every job as on a cluster: `spark-submit.sh --package zip` under `--master
 local-cluster[2,1,1024]` — executors in JVMs of their own, and a driver and Python workers that
 get mlv_spark only from build/mlv_spark.zip (through .run/zip-python, a Python that sees the
-venv's dependencies but not its installed package). Select them alone: `make test-cluster`."""
+venv's dependencies but not its installed package). With `--package env` the dependencies come
+from a packed environment instead, shipped with `--archives` (venv-pack; the driver runs an
+unpacked copy of it). Select them alone: `make test-cluster`."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import tarfile
 import textwrap
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mlv_spark.packaging import ENV_ALIAS
 from tests.integration.helpers import REPO_ROOT, run_job, state
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 CLUSTER = {"MLV_PACKAGE": "zip", "MLV_SPARK_MASTER": "local-cluster[2,1,1024]"}
+PACKED = {**CLUSTER, "MLV_PACKAGE": "env"}
 ZIP = REPO_ROOT / "build" / "mlv_spark.zip"
 #: The jobs that start Spark (the others only talk to lakeFS and MLflow).
 SPARK_JOBS = {"ingest", "feature_pipeline", "compute_splits", "build_training_set", "train", "reproduce", "export"}
@@ -114,10 +119,51 @@ def test_every_job_runs_on_a_local_cluster_from_the_zip(settings, lakefs_repo, t
     assert state(lk) == before, "doctor, a dry-run clean-up, the storage report and an export change nothing"
 
 
-def test_the_demo_runs_on_a_local_cluster_from_the_zip(lakefs_repo):
+def test_python_workers_take_their_dependencies_from_the_shipped_archive(settings, tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent("""\
+        import json, sys
+        import feast, mlflow, lakefs
+        import mlv_spark
+        from mlv_spark.config import load_settings
+        from mlv_spark.session import build_session
+
+        spark = build_session(load_settings(), "probe")
+        def where(_):
+            import mlv_spark.splits, pandas, pyarrow
+            return [(mlv_spark.splits.__file__, sys.executable, pyarrow.__file__, pandas.__file__)]
+        found = spark.sparkContext.parallelize(range(4), 4).flatMap(where).collect()
+        print(json.dumps({"driver": mlv_spark.__file__, "python": sys.executable, "feast": feast.__file__,
+                          "mlflow": mlflow.__file__, "lakefs": lakefs.__file__, "workers": found}))
+        spark.stop()
+        """))
+    result = subprocess.run([str(REPO_ROOT / "spark-submit.sh"), str(probe)], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=1200, env={**os.environ, **PACKED})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    archives = sorted((REPO_ROOT / "build").glob("mlv-spark-env-spark4.0-py3.11-*.tar.gz"))
+    assert archives and f"env: {archives[-1]}" in result.stderr  # built, or reused and said so
+    seen = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
+    unpacked = settings.services.run_dir / "packed-env" / archives[-1].name.removesuffix(".tar.gz")
+    assert seen["driver"].startswith(str(ZIP)) and seen["python"] == str(unpacked / "bin" / "python")
+    assert all(seen[name].startswith(str(unpacked)) for name in ("feast", "mlflow", "lakefs")), seen
+    for module, python, pyarrow, pandas in seen["workers"]:
+        # each executor unpacked the archive into its own working directory, as a YARN container does
+        home = python.removesuffix("/environment/bin/python")
+        assert "/work/app-" in home and python.endswith("/environment/bin/python"), python
+        assert pyarrow.startswith(f"{home}/environment/lib/") and pandas.startswith(f"{home}/environment/lib/")
+        assert module.endswith("mlv_spark.zip/mlv_spark/splits/__init__.py")
+    with tarfile.open(archives[-1]) as packed:
+        names = packed.getnames()
+    assert not any("/site-packages/pyspark/jars/" in n for n in names), "the cluster's Spark provides the jars"
+    assert not any("/site-packages/mlv_spark/" in n for n in names), "the package travels as the zip only"
+    assert any(n.endswith("/site-packages/feast/__init__.py") for n in names)
+
+
+def test_the_demo_runs_on_a_local_cluster_from_the_zip_and_the_packed_environment(lakefs_repo):
     lk = lakefs_repo
     result = run_job("demo", "--repository", lk.repository, "--users", "150", "--days", "20", "--model-name",
-                     f"fraud-detector-{lk.repository}", env=CLUSTER, timeout=1500)
+                     f"fraud-detector-{lk.repository}", env=PACKED, timeout=1500)
     assert result.returncode == 0, result.output[-4000:]
     assert f"mlv_spark from {ZIP}" in result.output and "training data REPRODUCED: identical" in result.output
+    assert f"workers' Python ./{ENV_ALIAS}/bin/python" in result.output
     assert set(lk.branches()) == {"main"} and {"feature-eng-v1", "feature-eng-v2"} <= set(lk.tags())

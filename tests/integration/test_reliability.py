@@ -175,6 +175,8 @@ def test_bad_input_over_every_job_is_one_error_line_and_changes_nothing(settings
         ("compute_splits", splits_args(lk, "v1"), {"MLV_SERVICES_LAKEFS_PORT": "http"}, "services.lakefs_port is 'http'"),
         ("compute_splits", splits_args(lk, "v1"), {"MLV_PROFILE": "nope"}, "unknown profile 'nope'"),
         ("compute_splits", splits_args(lk, "v1"), {"MLV_PACKAGE": "egg"}, "unknown package mode 'egg'"),
+        ("compute_splits", splits_args(lk, "v1"), {"MLV_PACKAGE": "env", "MLV_ENV_ARCHIVE": str(tmp_path / "env.tar.gz")},
+         f"no packed environment at {tmp_path / 'env.tar.gz'}"),
         ("compute_splits", splits_args(lk, "v1"), {"MLV_JAR_DIR": str(tmp_path / "no-jars")}, "run `make bootstrap`"),
     ]
     assert len(cases) >= 30
