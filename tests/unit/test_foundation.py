@@ -38,7 +38,7 @@ def test_missing_credentials_say_which_variables_to_set():
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown profile 'nope'.*databricks, emr, local"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope'.*databricks, databricks-16\.4, emr, emr7, local"):
         load_settings("nope", conf_dir=REPO / "conf", env={})
 
 
