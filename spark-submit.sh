@@ -13,7 +13,8 @@
 # --package env (or MLV_PACKAGE=env) adds a packed environment of the Python dependencies for
 # clusters that lack them: built (or reused) with venv-pack into build/, shipped with
 # --archives …#environment, and run by the Python workers as ./environment/bin/python; a driver on
-# this machine runs an unpacked copy (.run/packed-env). MLV_ENV_ARCHIVE names a prebuilt archive.
+# this machine runs an unpacked copy (.run/packed-env). MLV_ENV_ARCHIVE names a prebuilt archive
+# (a cluster profile also takes an s3:// URI); MLV_ENV_PYTHON_PREFIX is the nodes' Python prefix (EMR: /usr).
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="${MLV_PROFILE:-local}"
@@ -62,7 +63,8 @@ fi
 env_archive=""
 if [ "$package" = env ]; then
   if [ -n "${MLV_ENV_ARCHIVE:-}" ]; then env_archive="$MLV_ENV_ARCHIVE"
-  else env_archive="$(cd "$root" && "$py" -m mlv_spark.packaging env --out build --line "${line:-4.0}")" || exit 2
+  else env_archive="$(cd "$root" && "$py" -m mlv_spark.packaging env --out build --line "${line:-4.0}" \
+                        ${MLV_ENV_PYTHON_PREFIX:+--python-prefix "$MLV_ENV_PYTHON_PREFIX"})" || exit 2
   fi
 fi
 
@@ -79,10 +81,14 @@ if [ "$jars_mode" = "local" ]; then
     opts+=(--py-files "$root/build/mlv_spark.zip" --files "$root/conf/$profile.toml,$root/pyproject.toml")
   fi
   if [ "$package" = env ]; then
-    pythons="$(cd "$root" && "$py" -m mlv_spark.packaging env-pythons "$env_archive")" || exit 2
+    submit_master=""
+    for ((i = 0; i < ${#args[@]}; i++)); do
+      case "${args[i]}" in --master) submit_master="${args[i+1]:-}" ;; --master=*) submit_master="${args[i]#--master=}" ;; *.py) break ;; esac
+    done
+    pythons="$(cd "$root" && "$py" -m mlv_spark.packaging env-pythons "$env_archive" "$submit_master")" || exit 2
     run_py="$(sed -n 1p <<<"$pythons")"; worker_py="$(sed -n 2p <<<"$pythons")"
     # local[…]: the workers are the driver's children and use the unpacked copy; no archive to ship.
-    [ "$worker_py" = "$run_py" ] || opts+=(--archives "$env_archive#environment")
+    [ "$worker_py" = "$run_py" ] || opts+=(--archives "$(sed -n 3p <<<"$pythons")#environment")
     # The packed environment has no Spark launcher (no PySpark jars): spark-submit takes this venv's.
     if [ -z "${SPARK_HOME:-}" ]; then
       for home in "$venv"/lib/python3*/site-packages/pyspark; do [ -d "$home/jars" ] && export SPARK_HOME="$home"; done
@@ -105,9 +111,14 @@ else
   if [ "$package" = env ]; then
     # Spark's documented recipe: the workers (and a driver in --deploy-mode cluster) run the
     # archive's Python; a client-mode driver keeps PYSPARK_DRIVER_PYTHON (default: this venv's).
-    opts+=(--archives "$env_archive#environment")
+    case "$env_archive" in
+      *://*) env_uri="$env_archive" ;;  # already on the cluster's storage, e.g. s3://…
+      *) [ -f "$env_archive" ] || { echo "error: no packed environment at $env_archive (MLV_ENV_ARCHIVE): build it with 'make pack-env'" >&2; exit 2; }
+         env_uri="$("$py" -c 'import pathlib,sys; print(pathlib.Path(sys.argv[1]).resolve().as_uri())' "$env_archive")" ;;
+    esac
+    opts+=(--archives "$env_uri#environment")
     export PYSPARK_PYTHON="./environment/bin/python"
-    case " ${args[*]} " in *" --deploy-mode cluster "*|*" --deploy-mode=cluster "*) unset PYSPARK_DRIVER_PYTHON ;;
+    case " ${args[*]} " in *" --deploy-mode cluster "*|*" --deploy-mode=cluster "*|*"spark.submit.deployMode=cluster "*) unset PYSPARK_DRIVER_PYTHON ;;
       *) export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$py}" ;; esac
   fi
 fi

@@ -10,7 +10,8 @@ For clusters without the Python dependencies, a packed environment (venv-pack) s
 `--archives ARCHIVE#environment`; each node's Python workers then run ./environment/bin/python:
 
     python -m mlv_spark.packaging env [--out build] [--python-prefix /usr]   # builds (or reuses) it, prints its path
-    python -m mlv_spark.packaging env-pythons ARCHIVE   # unpacks it for a local driver; prints driver and worker Python
+    python -m mlv_spark.packaging env-pythons ARCHIVE [MASTER]   # unpacks it for a local driver;
+                                                       # prints the driver's and workers' Python and its URI
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ def line_requirements(pyproject: dict, leg: str, extras: tuple[str, ...] = ()) -
 
 def env_archive_name(requirements: list[str], constraints: str, python_prefix: str, line: str) -> str:
     """The packed environment's file name: the Spark line and a digest of everything in it (the
-    requirements, the lock, the Python version and the prefix its `python` links to), so a
-    changed pin never reuses a stale archive."""
+    requirements, the lock, the Python version, the prefix its `python` links to, what is left
+    out), so a changed pin never reuses a stale archive."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    digest = hashlib.sha256("\n".join([*requirements, constraints, version, python_prefix]).encode()).hexdigest()[:12]
+    inputs = [*requirements, constraints, version, os.path.normpath(python_prefix), *ENV_EXCLUDES]
+    digest = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:12]
     return f"mlv-spark-env-spark{line}-py{version}-{digest}.tar.gz"
 
 
@@ -106,8 +108,8 @@ def build_env(out_dir: Path, line: str, python_prefix: str | None = None) -> Pat
     """A venv-pack archive of the project's runtime dependencies for the Spark line (no dev tools,
     no mlv_spark itself: the package travels as the zip, so a code change never means repacking),
     built in a fresh venv from the pins and the lock. Reused while its name (a digest of its
-    contents' inputs) matches. `python_prefix`: where the nodes' Python {version} lives (its
-    `bin/python3.X`), by default this interpreter's."""
+    contents' inputs) matches. `python_prefix`: where the nodes' Python lives (its `bin/python3.X`),
+    by default this interpreter's."""
     try:
         import venv_pack
     except ImportError:
@@ -121,12 +123,15 @@ def build_env(out_dir: Path, line: str, python_prefix: str | None = None) -> Pat
     requirements = line_requirements(pyproject, SPARK_LINES[line])
     lock = PACKAGE_ROOT / ("constraints.txt" if not SPARK_LINES[line] else f"constraints-{SPARK_LINES[line]}.txt")
     prefix = python_prefix or sys.base_prefix
+    if not os.path.isabs(prefix):
+        raise ConfigError(f"--python-prefix {prefix!r} is not an absolute path: give the nodes' prefix, e.g. /usr")
     archive = out_dir / env_archive_name(requirements, lock.read_text(), prefix, line)
     if archive.is_file():
         print(f"env: {archive} is up to date", file=sys.stderr)
         return archive
     out_dir.mkdir(parents=True, exist_ok=True)
     build = out_dir / f"{archive.name}.venv.{os.getpid()}"
+    tmp = archive.with_name(f"{archive.name}.{os.getpid()}")
     started = time.monotonic()
     try:
         print(f"env: installing the Spark {line} runtime dependencies into {build}", file=sys.stderr)
@@ -140,14 +145,17 @@ def build_env(out_dir: Path, line: str, python_prefix: str | None = None) -> Pat
                               f"{installed.stderr.strip()[-600:]}")
         relink_python(build, sys.base_prefix, prefix)
         print(f"env: packing {build} with venv-pack (Python linked to {prefix}/bin)", file=sys.stderr)
-        tmp = archive.with_name(f"{archive.name}.{os.getpid()}")
         # No python_prefix here: venv-pack 0.2's own relinking mangles a two-digit minor version
         # (python3.11 -> …/python3.113.11); relink_python did it already.
-        venv_pack.pack(prefix=str(build), output=str(tmp), format="tar.gz", force=True,
-                       filters=[("exclude", pattern) for pattern in ENV_EXCLUDES])
+        try:
+            venv_pack.pack(prefix=str(build), output=str(tmp), format="tar.gz", force=True,
+                           filters=[("exclude", pattern) for pattern in ENV_EXCLUDES])
+        except (venv_pack.VenvPackException, OSError) as exc:
+            raise ConfigError(f"venv-pack could not pack {build} into {tmp}: {exc}") from None
         os.replace(tmp, archive)
     finally:
         shutil.rmtree(build, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
     size = archive.stat().st_size / 2**20
     print(f"env: wrote {archive} ({size:.0f} MB) in {time.monotonic() - started:.0f}s", file=sys.stderr)
     return archive
@@ -166,22 +174,45 @@ def relink_python(venv: Path, old_prefix: str, new_prefix: str) -> None:
             target = new_prefix + os.readlink(link)[len(old_prefix):]
             link.unlink()
             link.symlink_to(target)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    interpreter = venv / "bin" / version
+    if not (interpreter.is_symlink() and os.readlink(interpreter) == os.path.join(new_prefix, "bin", version)):
+        raise ConfigError(f"could not point {interpreter} at {new_prefix}/bin/{version}: its interpreter is not a link "
+                          f"into {old_prefix}; build the environment with a Python installed under a prefix")
     cfg = venv / "pyvenv.cfg"
     cfg.write_text("\n".join(line.replace(old_prefix + os.sep, new_prefix + os.sep) if not line.startswith("command")
                              else line for line in cfg.read_text().splitlines()) + "\n")
 
 
 def unpacked_env(archive: Path, folder: Path) -> Path:
-    """The interpreter of `archive` unpacked into `folder/<archive name>` (once; a partial unpack
-    is redone): the driver's Python when it runs on this machine, off the cluster."""
+    """The interpreter of `archive` unpacked into `folder/<archive name>`: the driver's Python when
+    it runs on this machine, off the cluster. Unpacked once per archive (its path, size and mtime);
+    into a private folder renamed into place, so two submits never see half a copy."""
     target = folder / archive.name.removesuffix(".tar.gz")
     python = target / "bin" / "python"
-    if not (target / ".unpacked").is_file():
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        with tarfile.open(archive) as packed:
-            packed.extractall(target, filter="tar")
-        (target / ".unpacked").write_text(str(archive))
+    stat = archive.stat()
+    stamp = f"{archive} {stat.st_size} {stat.st_mtime_ns}"
+    marker = target / ".unpacked"
+    if not (marker.is_file() and marker.read_text() == stamp):
+        private = folder / f".{target.name}.{os.getpid()}"
+        shutil.rmtree(private, ignore_errors=True)
+        private.mkdir(parents=True)
+        try:
+            with tarfile.open(archive) as packed:
+                packed.extractall(private, filter="tar")  # "tar": venv-pack keeps the interpreter as an absolute link
+        except (tarfile.TarError, OSError) as exc:
+            shutil.rmtree(private, ignore_errors=True)
+            raise ConfigError(f"could not unpack {archive}: {exc} (a packed environment is a .tar.gz from "
+                              "`python -m mlv_spark.packaging env`)") from None
+        (private / ".unpacked").write_text(stamp)
+        stale = folder / f".{target.name}.old.{os.getpid()}"
+        if target.exists():
+            os.rename(target, stale)
+        try:
+            os.rename(private, target)
+        except OSError:  # another submit put its copy in place first
+            shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
     if not python.exists():
         raise ConfigError(f"{archive} holds no bin/python: not a packed environment (python -m mlv_spark.packaging env)")
     return python
@@ -212,17 +243,20 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv[1:])
         line = args.line or load_settings().spark.effective_line
         print(build_env(args.out.resolve(), line, args.python_prefix))
-    elif argv[:1] == ["env-pythons"] and len(argv) == 2:
+    elif argv[:1] == ["env-pythons"] and len(argv) in (2, 3):
+        # The master the session will run: the profile's (the session builder sets it), else the
+        # one given to spark-submit, else Spark's default.
         settings = load_settings()
         archive = Path(argv[1]).resolve()
         if not archive.is_file():
             raise ConfigError(f"no packed environment at {archive}: build it with `python -m mlv_spark.packaging env`")
         local = unpacked_env(archive, settings.services.run_dir / "packed-env")
         print(local)
-        print(worker_python(settings.spark.master, local))
+        print(worker_python(settings.spark.master or (argv[2] if len(argv) == 3 else "") or "local[*]", local))
+        print(archive.as_uri())  # --archives takes a URI: a path with a space or '#' stays one file
     else:
         print("usage: python -m mlv_spark.packaging zip OUT.zip | zip-python | env [--out DIR] [--line L] "
-              "[--python-prefix P] | env-pythons ARCHIVE", file=sys.stderr)
+              "[--python-prefix P] | env-pythons ARCHIVE [MASTER]", file=sys.stderr)
         return 2
     return 0
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tarfile
 import textwrap
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -140,10 +142,11 @@ def test_python_workers_take_their_dependencies_from_the_shipped_archive(setting
     result = subprocess.run([str(REPO_ROOT / "spark-submit.sh"), str(probe)], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=1200, env={**os.environ, **PACKED})
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    archives = sorted((REPO_ROOT / "build").glob("mlv-spark-env-spark4.0-py3.11-*.tar.gz"))
-    assert archives and f"env: {archives[-1]}" in result.stderr  # built, or reused and said so
+    # built ("env: wrote PATH (…)") or reused ("env: PATH is up to date"), and said so
+    archive = Path(re.search(r"^env: (?:wrote )?(\S+\.tar\.gz)", result.stderr, re.M).group(1))
+    assert archive.parent == REPO_ROOT / "build" and archive.name.startswith("mlv-spark-env-spark4.0-py3.11-")
     seen = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
-    unpacked = settings.services.run_dir / "packed-env" / archives[-1].name.removesuffix(".tar.gz")
+    unpacked = settings.services.run_dir / "packed-env" / archive.name.removesuffix(".tar.gz")
     assert seen["driver"].startswith(str(ZIP)) and seen["python"] == str(unpacked / "bin" / "python")
     assert all(seen[name].startswith(str(unpacked)) for name in ("feast", "mlflow", "lakefs")), seen
     for module, python, pyarrow, pandas in seen["workers"]:
@@ -152,7 +155,7 @@ def test_python_workers_take_their_dependencies_from_the_shipped_archive(setting
         assert "/work/app-" in home and python.endswith("/environment/bin/python"), python
         assert pyarrow.startswith(f"{home}/environment/lib/") and pandas.startswith(f"{home}/environment/lib/")
         assert module.endswith("mlv_spark.zip/mlv_spark/splits/__init__.py")
-    with tarfile.open(archives[-1]) as packed:
+    with tarfile.open(archive) as packed:
         names = packed.getnames()
     assert not any("/site-packages/pyspark/jars/" in n for n in names), "the cluster's Spark provides the jars"
     assert not any("/site-packages/mlv_spark/" in n for n in names), "the package travels as the zip only"
