@@ -144,7 +144,7 @@ def test_python_workers_take_their_dependencies_from_the_shipped_archive(setting
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     # built ("env: wrote PATH (…)") or reused ("env: PATH is up to date"), and said so
     archive = Path(re.search(r"^env: (?:wrote )?(\S+\.tar\.gz)", result.stderr, re.M).group(1))
-    assert archive.parent == REPO_ROOT / "build" and archive.name.startswith("mlv-spark-env-spark4.0-py3.11-")
+    assert archive.parent == REPO_ROOT / "build" and archive.name.startswith(f"mlv-spark-env-spark{settings.spark.effective_line}-py3.11-")
     seen = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     unpacked = settings.services.run_dir / "packed-env" / archive.name.removesuffix(".tar.gz")
     assert seen["driver"].startswith(str(ZIP)) and seen["python"] == str(unpacked / "bin" / "python")
